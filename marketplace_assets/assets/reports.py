@@ -1,0 +1,68 @@
+"""Report assets, generated from the catalog: one asset per row, one factory for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.partitions import partitions_for, window_of
+from marketplace_assets.reports.catalog import Report
+
+# Every asset that calls the Marketplace shares this pool, so big backfills cannot hammer the API.
+API_POOL = "marketplace_api"
+SANDBOX_NOTE = "**Sandbox mode**: this asset reads the built-in simulated Marketplace, not your account."
+
+
+def describe(report: Report, *, sandbox: bool) -> str:
+    parts = [report.summary, report.window, f"Source: `GET {report.endpoint}`."]
+    if sandbox:
+        parts.append(SANDBOX_NOTE)
+    return "\n\n".join(p for p in parts if p)
+
+
+def build_report_asset(report: Report, *, start_date: date, sandbox: bool) -> dg.AssetsDefinition:
+    partitions_def = partitions_for(report.cadence, start_date)
+    metadata: dict[str, object] = {"endpoint": report.endpoint, "source": "sandbox" if sandbox else "live"}
+    if partitions_def is not None:
+        metadata["partition_expr"] = report.partition_column
+
+    @dg.asset(
+        key=report.key,
+        group_name=report.area,
+        description=describe(report, sandbox=sandbox),
+        partitions_def=partitions_def,
+        # A backfill of any range is one run and one ranged request per endpoint, not one per day.
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
+        metadata=metadata,
+        kinds={"python", "polars", "duckdb"},
+        pool=API_POOL,
+        io_manager_key="warehouse",
+    )
+    def _report_asset(
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource
+    ) -> dg.Output[pl.DataFrame]:
+        client = marketplace.get_client()
+        window = window_of(context) if partitions_def is not None else None
+        if marketplace.sandbox:
+            context.log.info(f"Sandbox mode: {report.label} comes from the built-in simulated Marketplace.")
+        requests_before = client.request_count
+        frame = report.fetch(client, report, marketplace.developer_id, window)
+        output_metadata: dict[str, object] = {
+            "source": marketplace.source,
+            "api_requests": client.request_count - requests_before,
+        }
+        if window is not None:
+            output_metadata["window"] = f"{window.start.isoformat()} to {window.end.isoformat()}"
+        return dg.Output(frame, metadata=output_metadata)
+
+    return _report_asset
+
+
+def build_report_assets(
+    reports: Iterable[Report], *, start_date: date, sandbox: bool
+) -> list[dg.AssetsDefinition]:
+    return [build_report_asset(r, start_date=start_date, sandbox=sandbox) for r in reports]

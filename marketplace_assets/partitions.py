@@ -1,0 +1,34 @@
+"""Partition definitions by cadence, starting at MARKETPLACE_START_DATE.
+
+Weekly partitions run Sunday to Saturday because the API dates weekly elements on the Sunday that starts
+the week; monthly partitions start on the 1st, as monthly elements are dated. Only complete periods are
+offered (Dagster's default end offset), since a period still in progress would be stored half-full.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from marketplace_assets.reports.catalog import Cadence
+from marketplace_assets.reports.families import Window
+
+
+def partitions_for(cadence: Cadence | None, start: date) -> dg.TimeWindowPartitionsDefinition | None:
+    start_date = start.isoformat()
+    match cadence:
+        case Cadence.DAILY:
+            return dg.DailyPartitionsDefinition(start_date=start_date)
+        case Cadence.WEEKLY:
+            return dg.WeeklyPartitionsDefinition(start_date=start_date, day_offset=0)
+        case Cadence.MONTHLY:
+            return dg.MonthlyPartitionsDefinition(start_date=start_date)
+        case None:
+            return None
+
+
+def window_of(context: dg.AssetExecutionContext) -> Window:
+    """The run's date range (one partition, or the whole range of a single-run backfill), inclusive."""
+    time_window = context.partition_time_window
+    return Window(time_window.start.date(), (time_window.end - timedelta(days=1)).date())

@@ -1,0 +1,66 @@
+"""From JSON records to a tidy polars frame: nested objects flattened, names in snake_case.
+
+`purchaseDetails.purchasePrice` becomes `purchase_details_purchase_price`; arrays stay list columns.
+Parsing is by field name: unknown fields become new columns, missing ones become nulls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+_WORD_BOUNDARY = re.compile(r"(.)([A-Z][a-z]+)")
+_LOWER_UPPER = re.compile(r"([a-z0-9])([A-Z])")
+_NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
+
+
+def snake_case(name: str) -> str:
+    """`appEntitlementId` → `app_entitlement_id`, `D1_D6_AI` → `d1_d6_ai`, `active-users` → `active_users`."""
+    name = _WORD_BOUNDARY.sub(r"\1_\2", name)
+    name = _LOWER_UPPER.sub(r"\1_\2", name)
+    return _NON_WORD.sub("_", name).strip("_").lower()
+
+
+def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One level of columns from nested objects; lists (of anything) are kept as values."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}_{snake_case(key)}" if prefix else snake_case(key)
+        if isinstance(value, Mapping):
+            if value:
+                out.update(flatten(value, name))
+            else:
+                out.setdefault(name, None)
+        else:
+            out[name] = value
+    return out
+
+
+def records_frame(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    base_schema: Mapping[str, pl.DataType] | None = None,
+    date_columns: Sequence[str] = (),
+) -> pl.DataFrame:
+    """A frame of flattened records, with the report's known columns always present.
+
+    `base_schema` columns exist even when the response lacks them (as nulls) so a table's core shape
+    does not depend on the data of one partition; `date_columns` are parsed from `YYYY-MM-DD`.
+    """
+    rows = [flatten(r) for r in records]
+    frame = pl.from_dicts(rows, infer_schema_length=None) if rows else pl.DataFrame()
+    for column, dtype in (base_schema or {}).items():
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    for column in date_columns:
+        if column in frame.columns and frame.schema[column] != pl.Date:
+            frame = frame.with_columns(
+                pl.col(column).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d")
+            )
+    # A stable column order: known columns first, then whatever the API sent, sorted.
+    known = [c for c in (base_schema or {}) if c in frame.columns]
+    rest = sorted(c for c in frame.columns if c not in known)
+    return frame.select(known + rest)
