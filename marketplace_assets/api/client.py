@@ -218,8 +218,11 @@ class MarketplaceClient:
 
     def _with_retries(self, request: httpx.Request, attempt: Callable[[], Any]) -> Any:
         endpoint = describe_request(request)
+        # Jitter as large as the first wait spreads retries of concurrent page fetches apart.
         backoff = tenacity.wait_exponential_jitter(
-            initial=self.retry.backoff_initial, max=self.retry.backoff_max
+            multiplier=self.retry.backoff_initial,
+            jitter=self.retry.backoff_initial,
+            max=self.retry.backoff_max,
         )
 
         def wait(state: tenacity.RetryCallState) -> float:

@@ -1,6 +1,8 @@
-"""Report assets, generated from the catalog: one asset per row, one factory for all of them."""
+"""Report assets, generated from the catalog: one asset per row, one factory for all of them.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: Dagster reads the asset function's annotations at
+definition time and refuses a `context` annotation it sees as a string.
+"""
 
 from collections.abc import Iterable
 from datetime import date

@@ -1,0 +1,131 @@
+"""The backend-neutral face of the warehouse: table names, write results, the protocol, the opener.
+
+Every backend (DuckDB now, PostgreSQL later) implements `Warehouse` with the same guarantees:
+one transaction per write, insert by column name, additive schema evolution, and a refusal to store
+rows outside the partition scope being replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import polars as pl
+
+from marketplace_assets.warehouse.scope import PartitionScope
+
+logger = logging.getLogger("marketplace_assets.warehouse")
+
+# Named in the error so whoever sets a postgresql:// URL today knows it is planned, not broken.
+POSTGRES_PENDING = (
+    "the PostgreSQL warehouse backend is not available yet; set MARKETPLACE_WAREHOUSE to a DuckDB "
+    "file path (for example data/marketplace.duckdb) for now"
+)
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table ``schema.name``; for an asset keyed ``[area, report]`` that is ``area.report``."""
+
+    schema: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if not self.schema or not self.name:
+            raise ValueError(f"TableRef needs a schema and a name, got {self.schema!r}.{self.name!r}")
+
+    @classmethod
+    def from_asset_key(cls, path: Sequence[str]) -> TableRef:
+        if len(path) != 2:
+            raise ValueError(
+                f"The warehouse stores asset {list(path)} in a table 'area.report', so its asset key "
+                f"must have exactly two parts [area, report]; it has {len(path)}. Give the asset "
+                'key_prefix=["<area>"] and a report name, e.g. dg.AssetKey(["sales", "transactions"]).'
+            )
+        return cls(schema=path[0], name=path[1])
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did. ``columns`` are the table's columns and SQL types after the write."""
+
+    table: TableRef
+    rows_written: int
+    rows_deleted: int
+    added_columns: list[str] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)
+    created_table: bool = False
+    # Set when the write did nothing at all (e.g. no table yet and a frame without columns).
+    skipped_reason: str | None = None
+
+
+class WarehouseError(Exception):
+    """Base for errors the warehouse raises on purpose (as opposed to driver errors)."""
+
+
+class TableNotFoundError(WarehouseError, LookupError):
+    pass
+
+
+class RowsOutsideScopeError(WarehouseError, ValueError):
+    """The frame holds rows a later rewrite of another partition would delete: a bug upstream."""
+
+
+@runtime_checkable
+class Warehouse(Protocol):
+    def write(self, table: TableRef, df: pl.DataFrame, scope: PartitionScope | None) -> WriteResult:
+        """Replace the rows ``scope`` covers (the whole table when None) with ``df``, atomically."""
+        ...
+
+    def read(self, table: TableRef, scope: PartitionScope | None = None) -> pl.DataFrame:
+        """The rows ``scope`` covers (the whole table when None)."""
+        ...
+
+    def table_columns(self, table: TableRef) -> dict[str, str]:
+        """Column name -> SQL type, in table order; empty when the table does not exist."""
+        ...
+
+
+def check_rows_in_scope(table: TableRef, df: pl.DataFrame, scope: PartitionScope | None) -> None:
+    """Raise unless every row of ``df`` falls inside ``scope``. Call before touching the database."""
+    if scope is None or df.height == 0:
+        return
+    missing = [c for c in scope.columns if c not in df.columns]
+    if missing:
+        raise RowsOutsideScopeError(
+            f"Refusing to write {df.height} row(s) to {table}: the frame has no partition column "
+            f"{', '.join(repr(c) for c in missing)} (it has {df.columns}), so its rows could not be "
+            f"replaced per partition. Scope: {scope}."
+        )
+    outside = scope.rows_outside(df)
+    if outside.height:
+        # One concrete bad value makes the upstream bug easy to find.
+        example = ", ".join(f"{c}={v!s}" for c, v in outside.row(0, named=True).items())
+        raise RowsOutsideScopeError(
+            f"Refusing to write to {table}: {outside.height} of {df.height} row(s) have "
+            f"{'/'.join(scope.columns)} outside the partition scope {scope} (e.g. {example}). "
+            "An output must hold only the rows of the partition(s) being materialized; rows of other "
+            "partitions would be silently deleted when those partitions are rewritten. Nothing was written."
+        )
+
+
+def open_warehouse(url_or_path: str) -> Warehouse:
+    """A DuckDB file path (created on first write) or, later, a ``postgresql://`` URL."""
+    target = url_or_path.strip()
+    if not target:
+        raise ValueError("warehouse location is empty; set MARKETPLACE_WAREHOUSE to a DuckDB file path")
+    if target.startswith(("postgresql://", "postgres://", "postgresql+")):
+        raise NotImplementedError(POSTGRES_PENDING)
+    if "://" in target:
+        raise ValueError(
+            f"unsupported warehouse URL {target!r}: use a DuckDB file path or a postgresql:// URL"
+        )
+    # Imported here so the protocol module stays free of any driver import.
+    from marketplace_assets.warehouse.duckdb import DuckDBWarehouse
+
+    return DuckDBWarehouse(target)

@@ -1,0 +1,185 @@
+"""The Dagster IO manager: asset ``[area, report]`` <-> warehouse table ``area.report``.
+
+It translates a Dagster context into a `TableRef` and a `PartitionScope`, and leaves every storage
+decision to the `Warehouse` backend. The partition column comes from the asset's definition metadata
+``partition_expr``, the same convention as dagster-duckdb: a column name for single-dimension
+partitions, ``{dimension_name: column}`` for multi-partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from marketplace_assets.warehouse.base import TableRef, WriteResult, open_warehouse
+from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
+
+PARTITION_EXPR = "partition_expr"
+
+
+class WarehouseIOManager(dg.ConfigurableIOManager):
+    """Stores each asset's polars frame in the warehouse table ``area.report``.
+
+    Partitioned outputs replace exactly the rows of the partitions being materialized (one
+    transaction); unpartitioned outputs replace the whole table. Inputs load the upstream rows of the
+    requested partitions as a polars frame.
+    """
+
+    warehouse: str = Field(
+        description="DuckDB file path (created on first write), or a postgresql:// URL once supported."
+    )
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame) -> None:
+        table = _table(context)
+        frame = _as_frame(obj, context)
+        scope = scope_from_context(context, context.definition_metadata or {})
+        result = open_warehouse(self.warehouse).write(table, frame, scope)
+        if result.added_columns:
+            context.log.info(
+                f"Added column(s) {', '.join(result.added_columns)} to {table}; older rows read as null there"
+            )
+        if result.skipped_reason:
+            context.log.warning(f"Nothing stored: {result.skipped_reason}")
+        context.add_output_metadata(output_metadata(result, scope))
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        table = _table(context)
+        upstream = context.upstream_output
+        metadata = (upstream.definition_metadata if upstream is not None else None) or {}
+        scope = scope_from_context(context, metadata)
+        return open_warehouse(self.warehouse).read(table, scope)
+
+
+def output_metadata(result: WriteResult, scope: PartitionScope | None) -> dict[str, Any]:
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name=name, type=sql_type) for name, sql_type in result.columns.items()]
+    )
+    metadata: dict[str, Any] = {
+        "dagster/row_count": result.rows_written,
+        "dagster/table_name": str(result.table),
+        "dagster/column_schema": schema,
+        "rows_replaced": result.rows_deleted,
+        "partition_scope": str(scope) if scope is not None else "whole table",
+    }
+    if result.added_columns:
+        metadata["added_columns"] = ", ".join(result.added_columns)
+    return metadata
+
+
+def scope_from_context(
+    context: dg.OutputContext | dg.InputContext, metadata: Mapping[str, Any]
+) -> PartitionScope | None:
+    """The rows an output replaces or an input loads; None means the whole table.
+
+    - time-window partitions: one half-open window spanning every partition of the run, so a
+      single-run backfill replaces its whole range at once;
+    - static or dynamic partitions: the run's partition keys;
+    - multi-partitions: one (window or key, per dimension) cell per partition key of the run.
+    """
+    if not context.has_asset_partitions:
+        return None
+    asset = context.asset_key.to_user_string()
+    partition_expr = _unwrap(metadata.get(PARTITION_EXPR))
+    if partition_expr is None:
+        raise dg.DagsterInvariantViolationError(
+            f"Asset '{asset}' is partitioned but has no '{PARTITION_EXPR}' metadata, so the warehouse "
+            "cannot tell which column holds the partition and which rows to replace. Add "
+            f'metadata={{"{PARTITION_EXPR}": "<column>"}} to the asset (for multi-partitions '
+            f'{{"{PARTITION_EXPR}": {{"<dimension>": "<column>", ...}}}}).'
+        )
+    partitions_def = context.asset_partitions_def
+    keys = list(context.asset_partition_keys)
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        return _multi_scope(asset, partitions_def, partition_expr, keys)
+    if not isinstance(partition_expr, str):
+        raise dg.DagsterInvariantViolationError(
+            f"Asset '{asset}' has one partition dimension, so '{PARTITION_EXPR}' must be a column name "
+            f"(a string); got {partition_expr!r}."
+        )
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        if not keys:
+            return PartitionScope((partition_expr,), ())
+        return PartitionScope((partition_expr,), ((_time_range(context.asset_partitions_time_window),),))
+    return PartitionScope.values(partition_expr, keys)
+
+
+def _multi_scope(
+    asset: str,
+    partitions_def: dg.MultiPartitionsDefinition,
+    partition_expr: Any,
+    keys: list[str],
+) -> PartitionScope:
+    dimensions = partitions_def.partitions_defs
+    names = [d.name for d in dimensions]
+    if not isinstance(partition_expr, Mapping) or set(partition_expr) != set(names):
+        raise dg.DagsterInvariantViolationError(
+            f"Asset '{asset}' is multi-partitioned by {names}, so '{PARTITION_EXPR}' must map each "
+            f"dimension to its column, e.g. {{{', '.join(f'{n!r}: <column>' for n in names)}}}; "
+            f"got {partition_expr!r}."
+        )
+    columns = [str(partition_expr[name]) for name in names]
+    cells: list[tuple[TimeRange | str, ...]] = []
+    for key in keys:
+        multi_key = (
+            key if isinstance(key, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(key)
+        )
+        by_dimension = multi_key.keys_by_dimension
+        cell: list[TimeRange | str] = []
+        for dimension in dimensions:
+            value = by_dimension[dimension.name]
+            if isinstance(dimension.partitions_def, dg.TimeWindowPartitionsDefinition):
+                window = dimension.partitions_def.time_window_for_partition_key(value)
+                cell.append(_time_range(window))
+            else:
+                cell.append(value)
+        cells.append(tuple(cell))
+    return PartitionScope.combinations(columns, cells)
+
+
+def _time_range(window: dg.TimeWindow) -> TimeRange:
+    """Day-aligned windows (daily, weekly, monthly) become dates, matching the DATE columns they
+    partition; anything finer becomes naive UTC datetimes."""
+    start, end = window.start, window.end
+    if _is_midnight(start) and _is_midnight(end):
+        return TimeRange(start.date(), end.date())
+    return TimeRange(_naive_utc(start), _naive_utc(end))
+
+
+def _is_midnight(value: dt.datetime) -> bool:
+    return value.time() == dt.time(0, 0)
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _unwrap(value: Any) -> Any:
+    # Definition metadata may arrive wrapped (e.g. a JsonMetadataValue for a dict).
+    return value.value if isinstance(value, dg.MetadataValue) else value
+
+
+def _table(context: dg.OutputContext | dg.InputContext) -> TableRef:
+    if not context.has_asset_key:
+        raise dg.DagsterInvariantViolationError(
+            "WarehouseIOManager stores assets only: this output/input has no asset key, so there is no "
+            "[area, report] to name its table after"
+        )
+    return TableRef.from_asset_key(context.asset_key.path)
+
+
+def _as_frame(obj: Any, context: dg.OutputContext) -> pl.DataFrame:
+    if isinstance(obj, pl.LazyFrame):
+        return obj.collect()
+    if isinstance(obj, pl.DataFrame):
+        return obj
+    raise dg.DagsterInvariantViolationError(
+        f"WarehouseIOManager stores polars DataFrames; asset '{context.asset_key.to_user_string()}' "
+        f"returned {type(obj).__name__}"
+    )

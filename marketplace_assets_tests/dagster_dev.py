@@ -1,0 +1,204 @@
+"""Drive a real `dagster dev` (webserver + daemon) the way the UI does: over its GraphQL API.
+
+Used by the end-to-end tests and by `bench/`. Each instance gets its own DAGSTER_HOME and its own
+process group, and everything it started is killed when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCATION = "marketplace_assets"
+FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+FINISHED_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+
+# The project's instance settings, minus the storage paths (the test instance keeps its own).
+INSTANCE_YAML = """\
+concurrency:
+  pools:
+    default_limit: 2
+  runs:
+    max_concurrent_runs: 4
+telemetry:
+  enabled: false
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class DagsterDev:
+    home: Path
+    env: Mapping[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "dagster-dev.log"
+
+    def start(self, timeout: float = 180.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "dagster.yaml").write_text(INSTANCE_YAML)
+        env = {**os.environ, **self.env, "DAGSTER_HOME": str(self.home)}
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log_path.open("wb") as log:
+            # Its own process group, so stop() reaches the webserver, daemon, code server and run workers.
+            self.process = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_until_loaded(timeout)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- GraphQL ---------------------------------------------------------------------------------------
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
+        response.raise_for_status()
+        body = response.json()
+        if body.get("errors"):
+            raise AssertionError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def _wait_until_loaded(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        query = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+            locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"dagster dev exited early:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError, AssertionError):
+                entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
+                entry = next((e for e in entries if e["name"] == LOCATION), None)
+                if entry and entry["loadStatus"] == "LOADED":
+                    loaded = entry["locationOrLoadError"]
+                    if loaded["__typename"] == "PythonError":
+                        raise RuntimeError(f"code location failed to load: {loaded['message']}")
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"dagster dev did not load within {timeout}s:\n{self.log_tail()}")
+
+    def asset_keys(self) -> dict[str, str]:
+        """Asset path ("area/report") → group name, as the UI lists them."""
+        data = self.graphql("{ assetNodes { assetKey { path } groupName } }")
+        return {"/".join(n["assetKey"]["path"]): n["groupName"] for n in data["assetNodes"]}
+
+    def launch_backfill(self, asset_paths: Sequence[Sequence[str]], partitions: Sequence[str]) -> str:
+        mutation = """mutation($params: LaunchBackfillParams!) {
+            launchPartitionBackfill(backfillParams: $params) { __typename
+            ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+            ... on PartitionKeysNotFoundError { message } ... on InvalidSubsetError { message } } }"""
+        params = {
+            "assetSelection": [{"path": list(p)} for p in asset_paths],
+            "partitionNames": list(partitions),
+        }
+        result = self.graphql(mutation, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise AssertionError(f"backfill not launched: {result}")
+        return result["backfillId"]
+
+    def wait_for_backfill(self, backfill_id: str, timeout: float = 300.0) -> str:
+        query = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+            __typename ... on PartitionBackfill { status } ... on PythonError { message } } }"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            backfill = self.graphql(query, {"id": backfill_id})["partitionBackfillOrError"]
+            if backfill.get("status") in FINISHED_BACKFILL:
+                return backfill["status"]
+            time.sleep(1.0)
+        raise AssertionError(f"backfill {backfill_id} did not finish in {timeout}s:\n{self.log_tail()}")
+
+    def runs(self, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+        query = """query($filter: RunsFilter) { runsOrError(filter: $filter) { __typename
+            ... on Runs { results { runId status startTime endTime tags { key value } } } } }"""
+        run_filter = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        return self.graphql(query, {"filter": run_filter})["runsOrError"]["results"]
+
+    def run_errors(self, run_id: str) -> list[str]:
+        query = """query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events {
+            __typename ... on MessageEvent { message level } } } } }"""
+        events = self.graphql(query, {"id": run_id})["logsForRun"].get("events", [])
+        return [e["message"] for e in events if e.get("level") in ("ERROR", "CRITICAL")]
+
+    def launch_partition_run(self, asset_path: Sequence[str], partition: str) -> str:
+        mutation = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
+            ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+            ... on RunConfigValidationInvalid { errors { message } } } }"""
+        params = {
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": "__repository__",
+                "jobName": "__ASSET_JOB",
+                "assetSelection": [{"path": list(asset_path)}],
+            },
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+        }
+        result = self.graphql(mutation, {"params": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise AssertionError(f"run not launched: {result}")
+        return result["run"]["runId"]
+
+    def wait_for_run(self, run_id: str, timeout: float = 300.0) -> dict[str, Any]:
+        query = """query($id: ID!) { runOrError(runId: $id) { __typename
+            ... on Run { runId status startTime endTime } } }"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.graphql(query, {"id": run_id})["runOrError"]
+            if run.get("status") in FINISHED_RUN:
+                return run
+            time.sleep(0.5)
+        raise AssertionError(f"run {run_id} did not finish in {timeout}s:\n{self.log_tail()}")
+
+
+@contextlib.contextmanager
+def dagster_dev(home: Path, env: Mapping[str, str]) -> Iterator[DagsterDev]:
+    dev = DagsterDev(home=home, env=env)
+    try:
+        dev.start()
+        yield dev
+    finally:
+        dev.stop()

@@ -1,0 +1,126 @@
+"""Every report asset materializes against the sandbox into a real DuckDB file: one partition, a range in
+one run, and again with the same result."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.reports import build_report_assets
+from marketplace_assets.reports.catalog import REPORTS, REPORTS_BY_KEY
+from marketplace_assets.sandbox import Sandbox
+from marketplace_assets.settings import SANDBOX_DEVELOPER_ID
+from marketplace_assets.warehouse import WarehouseIOManager
+
+START = "2025-01-01"
+FEB_WEEKS = ["2025-02-02", "2025-02-09", "2025-02-16", "2025-02-23"]
+ASSETS = {a.key: a for a in build_report_assets(REPORTS, start_date=date.fromisoformat(START), sandbox=True)}
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse.duckdb"
+
+
+def materialize(
+    key: str, warehouse: Path, *, partition: str | None = None, range_: tuple[str, str] | None = None
+):
+    tags = {}
+    if range_:
+        tags = {
+            "dagster/asset_partition_range_start": range_[0],
+            "dagster/asset_partition_range_end": range_[1],
+        }
+    result = dg.materialize(
+        [ASSETS[dg.AssetKey(key.split("/"))]],
+        resources={
+            "marketplace": MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True),
+            "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
+        },
+        partition_key=partition,
+        tags=tags,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    return result
+
+
+def table(warehouse: Path, name: str) -> pl.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.sql(f"SELECT * FROM {name}").pl()
+
+
+def output_metadata(result) -> dict:
+    """The output's metadata. A range output has one materialization per partition, all carrying it."""
+    events = result.get_asset_materialization_events()
+    assert events
+    return events[0].materialization.metadata
+
+
+def test_weekly_range_is_one_run_and_equals_the_week_by_week_runs(tmp_path: Path) -> None:
+    ranged, weekly = tmp_path / "ranged.duckdb", tmp_path / "weekly.duckdb"
+    result = materialize("evaluations/by_hosting", ranged, range_=(FEB_WEEKS[0], FEB_WEEKS[-1]))
+    materialized = [e.partition for e in result.get_asset_materialization_events()]
+    assert sorted(materialized) == FEB_WEEKS
+    metadata = output_metadata(result)
+    assert metadata["source"].value == "sandbox"
+    assert metadata["api_requests"].value == 1, "a range is one ranged request, not one per week"
+    assert metadata["dagster/table_name"].value == "evaluations.by_hosting"
+    for week in FEB_WEEKS:
+        materialize("evaluations/by_hosting", weekly, partition=week)
+    by_range = table(ranged, "evaluations.by_hosting").sort(pl.all())
+    by_week = table(weekly, "evaluations.by_hosting").sort(pl.all())
+    assert by_range.equals(by_week)
+    assert metadata["dagster/row_count"].value == by_range.height
+    apps = len(Sandbox().apps)
+    # 3 hosting series, for the total and each app, in each of the 4 weeks.
+    assert by_range.height == 3 * (1 + apps) * 4
+    assert sorted(d.isoformat() for d in by_range["date"].unique()) == FEB_WEEKS
+    total = by_range.filter(pl.col("scope") == "total").select("series", "date", "count")
+    summed = by_range.filter(pl.col("scope") == "app").group_by("series", "date").agg(pl.col("count").sum())
+    assert (
+        total.join(summed, on=["series", "date"]).filter(pl.col("count") != pl.col("count_right")).is_empty()
+    )
+
+
+@pytest.mark.parametrize("metric", ["country", "partner", "region"])
+def test_other_evaluation_reports(metric: str, warehouse: Path) -> None:
+    materialize(f"evaluations/by_{metric}", warehouse, partition=FEB_WEEKS[1])
+    frame = table(warehouse, f"evaluations.by_{metric}")
+    assert frame.height > 0
+    assert set(frame["scope"]) == {"total", "app"}
+    assert frame["date"].unique().to_list() == [date.fromisoformat(FEB_WEEKS[1])]
+    assert frame["count"].min() >= 0
+
+
+def test_rematerializing_a_partition_leaves_the_same_rows(warehouse: Path) -> None:
+    materialize("feedback/details", warehouse, range_=("2025-02-01", "2025-02-28"))
+    first = table(warehouse, "feedback.details").sort(pl.all())
+    materialize("feedback/details", warehouse, partition="2025-02-10")
+    materialize("feedback/details", warehouse, range_=("2025-02-01", "2025-02-28"))
+    again = table(warehouse, "feedback.details").sort(pl.all())
+    assert first.height > 50, "a month of feedback spans several pages"
+    assert again.equals(first)
+    assert first["date"].min().isoformat() >= "2025-02-01" and first["date"].max().isoformat() <= "2025-02-28"
+    assert {"addon_key", "feedback_type", "reason_key", "app_entitlement_id"} <= set(first.columns)
+
+
+def test_listings_are_the_apps_of_the_reports(warehouse: Path) -> None:
+    result = materialize("listings/apps", warehouse)
+    listings = table(warehouse, "listings.apps")
+    assert sorted(listings["product_id"]) == sorted(a.product_id for a in Sandbox().apps)
+    assert output_metadata(result)["dagster/row_count"].value == listings.height
+    materialize("evaluations/by_region", warehouse, partition=FEB_WEEKS[0])
+    app_rows = table(warehouse, "evaluations.by_region").filter(pl.col("scope") == "app")
+    assert set(app_rows["product_id"]) <= set(listings["product_id"])
+    assert {"images_icon_file_id", "tags_category", "revision"} <= set(listings.columns)
+
+
+def test_every_catalog_report_is_an_asset() -> None:
+    assert set(ASSETS) == set(REPORTS_BY_KEY)

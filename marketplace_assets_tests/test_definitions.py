@@ -1,0 +1,120 @@
+"""The Definitions load in both modes, with the public asset keys, groups and partitions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from marketplace_assets.definitions import build_definitions
+from marketplace_assets.settings import ConfigurationError, load_settings
+
+EXPECTED = {
+    "evaluations/by_country": ("evaluations", "weekly"),
+    "evaluations/by_hosting": ("evaluations", "weekly"),
+    "evaluations/by_partner": ("evaluations", "weekly"),
+    "evaluations/by_region": ("evaluations", "weekly"),
+    "feedback/details": ("feedback", "daily"),
+    "listings/apps": ("listings", None),
+}
+LIVE_ENV = {
+    "MARKETPLACE_DEVELOPER_ID": "dev-live",
+    "MARKETPLACE_EMAIL": "someone@example.com",
+    "MARKETPLACE_API_TOKEN": "live-Token-ABCDEF123456",
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("MARKETPLACE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    return monkeypatch
+
+
+def _cadence(asset: dg.AssetsDefinition) -> str | None:
+    partitions = asset.partitions_def
+    if partitions is None:
+        return None
+    return {"0 0 * * *": "daily", "0 0 * * 0": "weekly", "0 0 1 * *": "monthly"}[partitions.cron_schedule]
+
+
+def test_sandbox_definitions_with_no_env_vars(clean_env) -> None:
+    settings = load_settings()
+    assert settings.is_sandbox and settings.warehouse_location == "data/sandbox.duckdb"
+    defs = build_definitions(settings)
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    found = {}
+    for key in graph.get_all_asset_keys():
+        asset = graph.get(key).assets_def
+        found[key.to_user_string()] = (asset.group_names_by_key[key], _cadence(asset))
+        description = asset.descriptions_by_key[key]
+        assert "Sandbox mode" in description and "/rest/3/" in description
+        assert asset.metadata_by_key[key]["source"] == "sandbox"
+        if asset.partitions_def is not None:
+            assert asset.backfill_policy == dg.BackfillPolicy.single_run()
+    assert found == EXPECTED
+    weekly = graph.get(dg.AssetKey(["evaluations", "by_hosting"])).assets_def.partitions_def
+    # Weeks start on Sunday, as the API dates weekly elements.
+    assert weekly.get_first_partition_key() == "2024-01-07"
+
+
+def test_live_definitions_bind_secrets_through_env_vars(clean_env) -> None:
+    for name, value in LIVE_ENV.items():
+        clean_env.setenv(name, value)
+    settings = load_settings()
+    assert not settings.is_sandbox and settings.warehouse_location == "data/marketplace.duckdb"
+    defs = build_definitions(settings)
+    dg.Definitions.validate_loadable(defs)
+    resource = defs.resources["marketplace"]
+    assert resource.sandbox is False
+    # The UI shows resource config; it must show the variable's name, not the token.
+    assert LIVE_ENV["MARKETPLACE_API_TOKEN"] not in repr(resource)
+    assert "MARKETPLACE_API_TOKEN" in repr(resource)
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert "Sandbox" not in graph.get(key).assets_def.descriptions_by_key[key]
+
+
+def test_live_mode_without_credentials_is_refused(clean_env) -> None:
+    clean_env.setenv("MARKETPLACE_SANDBOX", "0")
+    with pytest.raises(
+        ConfigurationError, match="MARKETPLACE_DEVELOPER_ID, MARKETPLACE_EMAIL, MARKETPLACE_API_TOKEN"
+    ):
+        load_settings()
+
+
+def test_bad_start_date_names_the_variable(clean_env) -> None:
+    clean_env.setenv("MARKETPLACE_START_DATE", "01/02/2024")
+    with pytest.raises(ConfigurationError, match=r"MARKETPLACE_START_DATE='01/02/2024'.*YYYY-MM-DD"):
+        load_settings()
+
+
+def test_sandbox_flag_wins_over_a_token(clean_env) -> None:
+    clean_env.setenv("MARKETPLACE_API_TOKEN", "x" * 12)
+    clean_env.setenv("MARKETPLACE_SANDBOX", "1")
+    assert load_settings().is_sandbox
+
+
+@pytest.mark.parametrize("env", [{}, LIVE_ENV], ids=["sandbox", "live"])
+def test_definitions_module_imports_in_a_fresh_process(env: dict[str, str], tmp_path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPLACE_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from marketplace_assets.definitions import defs; print(len(list(defs.assets)))",
+        ],
+        env={**clean, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(EXPECTED))
