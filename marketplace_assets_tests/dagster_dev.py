@@ -45,8 +45,12 @@ def free_port() -> int:
 
 @dataclass
 class DagsterDev:
+    """`home` holds the log, and is DAGSTER_HOME unless `project_dir` is given: then `dagster dev` runs
+    there with no DAGSTER_HOME, exactly as `uv run dagster dev` does for a user in the project root."""
+
     home: Path
     env: Mapping[str, str]
+    project_dir: Path | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -60,19 +64,19 @@ class DagsterDev:
 
     def start(self, timeout: float = 180.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "dagster.yaml").write_text(INSTANCE_YAML)
-        env = {**os.environ, **self.env, "DAGSTER_HOME": str(self.home)}
-        command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+        env = {**os.environ, **self.env}
+        if self.project_dir is None:
+            (self.home / "dagster.yaml").write_text(INSTANCE_YAML)
+            env["DAGSTER_HOME"] = str(self.home)
+        else:
+            env.pop("DAGSTER_HOME", None)
+        cwd = self.project_dir or PROJECT_ROOT
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(cwd / "workspace.yaml")]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:
             # Its own process group, so stop() reaches the webserver, daemon, code server and run workers.
             self.process = subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._wait_until_loaded(timeout)
 
@@ -164,7 +168,7 @@ class DagsterDev:
         events = self.graphql(query, {"id": run_id})["logsForRun"].get("events", [])
         return [e["message"] for e in events if e.get("level") in ("ERROR", "CRITICAL")]
 
-    def launch_partition_run(self, asset_path: Sequence[str], partition: str) -> str:
+    def launch_run(self, asset_path: Sequence[str], partition: str | None = None) -> str:
         mutation = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
             ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
             ... on RunConfigValidationInvalid { errors { message } } } }"""
@@ -175,7 +179,9 @@ class DagsterDev:
                 "jobName": "__ASSET_JOB",
                 "assetSelection": [{"path": list(asset_path)}],
             },
-            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+            "executionMetadata": {
+                "tags": [{"key": "dagster/partition", "value": partition}] if partition else []
+            },
         }
         result = self.graphql(mutation, {"params": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
@@ -195,8 +201,8 @@ class DagsterDev:
 
 
 @contextlib.contextmanager
-def dagster_dev(home: Path, env: Mapping[str, str]) -> Iterator[DagsterDev]:
-    dev = DagsterDev(home=home, env=env)
+def dagster_dev(home: Path, env: Mapping[str, str], project_dir: Path | None = None) -> Iterator[DagsterDev]:
+    dev = DagsterDev(home=home, env=env, project_dir=project_dir)
     try:
         dev.start()
         yield dev

@@ -3,6 +3,7 @@ mode (as a user points it at another server that speaks the API), a backfill lau
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,9 @@ import pytest
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.reports.families import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
-from marketplace_assets_tests.dagster_dev import DagsterDev, dagster_dev
+from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev
+
+pytestmark = pytest.mark.e2e
 
 DEV, EMAIL, TOKEN = "e2e-developer", "e2e@example.com", "e2e-Token-5f0c2b9a7d"
 FEB_WEEKS = ["2025-02-02", "2025-02-09", "2025-02-16", "2025-02-23"]
@@ -89,3 +92,23 @@ def test_month_backfill_is_one_run_with_one_request(
         stored = con.sql("SELECT * FROM evaluations.by_hosting").pl().sort(pl.all())
     assert stored.height == 3 * (1 + len(sandbox.apps)) * 4
     assert stored.select(expected.columns).equals(expected)
+
+
+def test_dagster_dev_keeps_its_state_across_restarts_without_dagster_home(tmp_path: Path) -> None:
+    """`uv run dagster dev` with nothing set: the project's dagster.yaml is read and its storage persists."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", project / "dagster.yaml")
+    (project / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: marketplace_assets.definitions\n"
+        f"      working_directory: {PROJECT_ROOT}\n      location_name: marketplace_assets\n"
+    )
+    env = {"MARKETPLACE_SANDBOX": "1", "MARKETPLACE_WAREHOUSE": str(tmp_path / "sandbox.duckdb")}
+    with dagster_dev(tmp_path / "logs", env, project_dir=project) as dev:
+        run_id = dev.launch_run(["listings", "apps"])
+        assert dev.wait_for_run(run_id)["status"] == "SUCCESS", dev.run_errors(run_id)
+    assert (project / ".dagster" / "storage").is_dir()
+    with dagster_dev(tmp_path / "logs", env, project_dir=project) as dev:
+        assert run_id in [r["runId"] for r in dev.runs({})]
+        # The project's pool limit reached the instance too.
+        assert "default_limit" in (project / "dagster.yaml").read_text()
