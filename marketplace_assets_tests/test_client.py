@@ -213,9 +213,14 @@ def test_cursor_pagination(sandbox: Sandbox, base_url: str, sleeps: list[float])
     assert sandbox.stats()["requests"] == len(sandbox.apps)
 
 
-def test_reversed_range_is_refused_before_sending() -> None:
+def test_reversed_range_is_refused_before_sending(
+    sandbox: Sandbox, base_url: str, sleeps: list[float]
+) -> None:
     with pytest.raises(ValueError, match="startDate 2025-02-01 is after endDate 2025-01-01"):
         Window(date(2025, 2, 1), date(2025, 1, 1))
+    with make_client(base_url, sleeps) as client, pytest.raises(ValueError, match="silently return nothing"):
+        client.get_json(EVALUATIONS, {"startDate": "2025-02-01", "endDate": "2025-01-01"})
+    assert sandbox.stats()["requests"] == 0
 
 
 def test_url_resolution() -> None:

@@ -150,6 +150,7 @@ class MarketplaceClient:
         self, method: str, target: str, *, params: Params | None = None, json_body: Any = None
     ) -> Any:
         """One API call with retries; returns the decoded JSON body."""
+        _check_date_range(params)
         request = self._http.build_request(
             method,
             self.url(target),
@@ -321,6 +322,11 @@ def _query(params: Params | None) -> list[tuple[str, str]] | None:
                 item = item.isoformat()
             pairs.append((key, str(item)))
     return pairs
+
+
+def _check_date_range(params: Params | None) -> None:
+    if params and params.get("startDate") and params.get("endDate"):
+        validate_range(*(date.fromisoformat(str(params[k])[:10]) for k in ("startDate", "endDate")))
 
 
 def _next_href(page: Any) -> str | None:
