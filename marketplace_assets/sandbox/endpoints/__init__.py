@@ -7,9 +7,25 @@ module (or a new module appended here).
 
 from __future__ import annotations
 
-from marketplace_assets.sandbox.endpoints import listings, reporting
+from marketplace_assets.sandbox.endpoints import (
+    catalog,
+    insights,
+    licensing,
+    listings,
+    metrics,
+    partner_metrics,
+    reporting,
+)
 from marketplace_assets.sandbox.routing import Route
 
-ROUTES: tuple[Route, ...] = (*reporting.ROUTES, *listings.ROUTES)
+ROUTES: tuple[Route, ...] = (
+    *reporting.ROUTES,
+    *metrics.ROUTES,
+    *insights.ROUTES,
+    *licensing.ROUTES,
+    *catalog.ROUTES,
+    *partner_metrics.ROUTES,
+    *listings.ROUTES,
+)
 
 __all__ = ["ROUTES"]
