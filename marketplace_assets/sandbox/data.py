@@ -8,6 +8,8 @@ is what makes "four one-week requests == one four-week request" hold exactly.
 
 from __future__ import annotations
 
+import threading
+
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -149,6 +151,10 @@ class World:
     developer_id: str
     href_style: str
     apps: tuple[App, ...] = field(compare=False)
+    # Mutable per-sandbox state (export lifecycles, edited listings, ...), one key per endpoint area.
+    # Excluded from equality so generator caches keyed on the settings still hit; guard it with `lock`.
+    state: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, compare=False, repr=False)
 
     @classmethod
     def create(cls, seed: int, volume: float, developer_id: str, href_style: str) -> World:
