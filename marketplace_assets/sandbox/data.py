@@ -8,9 +8,8 @@ is what makes "four one-week requests == one four-week request" hold exactly.
 
 from __future__ import annotations
 
-import threading
-
 import hashlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
