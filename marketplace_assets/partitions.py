@@ -11,8 +11,8 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from marketplace_assets.reports.catalog import Cadence
-from marketplace_assets.reports.families import Window
+from marketplace_assets.reports.fetch import Window
+from marketplace_assets.reports.report import Cadence
 
 
 def partitions_for(cadence: Cadence | None, start: date) -> dg.TimeWindowPartitionsDefinition | None:
@@ -28,7 +28,18 @@ def partitions_for(cadence: Cadence | None, start: date) -> dg.TimeWindowPartiti
             return None
 
 
+def to_window(time_window: dg.TimeWindow) -> Window:
+    """Dagster's half-open time window as the API's inclusive startDate/endDate."""
+    return Window(time_window.start.date(), (time_window.end - timedelta(days=1)).date())
+
+
 def window_of(context: dg.AssetExecutionContext) -> Window:
     """The run's date range (one partition, or the whole range of a single-run backfill), inclusive."""
-    time_window = context.partition_time_window
-    return Window(time_window.start.date(), (time_window.end - timedelta(days=1)).date())
+    return to_window(context.partition_time_window)
+
+
+def period_windows(context: dg.AssetExecutionContext) -> list[Window]:
+    """Each partition of the run as its own window, for reports that aggregate over their window."""
+    partitions_def = context.assets_def.partitions_def
+    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+    return [to_window(partitions_def.time_window_for_partition_key(k)) for k in context.partition_keys]

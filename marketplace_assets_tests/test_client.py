@@ -13,7 +13,7 @@ import pytest
 
 from marketplace_assets.api.client import MarketplaceClient, RetrySettings, _query, parse_retry_after
 from marketplace_assets.api.errors import MarketplaceApiError, MarketplaceUnavailableError
-from marketplace_assets.reports.families import Window
+from marketplace_assets.reports.fetch import Window
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 
 DEV = "dev-123"

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from marketplace_assets.api.client import MarketplaceClient
-from marketplace_assets.reports.families import parse_time_series
+from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev
 

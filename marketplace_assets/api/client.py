@@ -330,9 +330,13 @@ def _check_date_range(params: Params | None) -> None:
 
 
 def _next_href(page: Any) -> str | None:
+    """The next page's href: `_links.next.href`, or a top-level `next` (the license-event details put
+    their links at the top level, as a list of {href})."""
     if not isinstance(page, dict):
         return None
-    nxt = (page.get("_links") or {}).get("next")
+    nxt = (page.get("_links") or {}).get("next") or page.get("next")
+    if isinstance(nxt, list):
+        nxt = nxt[0] if nxt else None
     if isinstance(nxt, dict):
         return nxt.get("href")
     return nxt if isinstance(nxt, str) else None

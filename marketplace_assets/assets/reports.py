@@ -11,8 +11,9 @@ import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.partitions import partitions_for, window_of
-from marketplace_assets.reports.catalog import Report
+from marketplace_assets.partitions import partitions_for, period_windows, window_of
+from marketplace_assets.reports.fetch import Window, fetch_report
+from marketplace_assets.reports.report import Report
 
 # Every asset that calls the Marketplace shares this pool, so big backfills cannot hammer the API.
 API_POOL = "marketplace_api"
@@ -48,20 +49,30 @@ def build_report_asset(report: Report, *, start_date: date, sandbox: bool) -> dg
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource
     ) -> dg.Output[pl.DataFrame]:
         client = marketplace.get_client()
-        window = window_of(context) if partitions_def is not None else None
         if marketplace.sandbox:
             context.log.info(f"Sandbox mode: {report.label} comes from the built-in simulated Marketplace.")
         requests_before = client.request_count
-        frame = report.fetch(client, report, marketplace.developer_id, window)
+        windows = _request_windows(context, report)
+        frames = [fetch_report(client, report, marketplace.developer_id, w) for w in windows]
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         output_metadata: dict[str, object] = {
             "source": marketplace.source,
             "api_requests": client.request_count - requests_before,
         }
-        if window is not None:
-            output_metadata["window"] = f"{window.start.isoformat()} to {window.end.isoformat()}"
+        if windows[0] is not None:
+            output_metadata["window"] = f"{windows[0].start.isoformat()} to {windows[-1].end.isoformat()}"
         return dg.Output(frame, metadata=output_metadata)
 
     return _report_asset
+
+
+def _request_windows(context: dg.AssetExecutionContext, report: Report) -> list[Window | None]:
+    """One window for the run's whole range, or one per partition for reports that aggregate."""
+    if not context.has_partition_key_range and not context.has_partition_key:
+        return [None]
+    if report.per_period:
+        return list(period_windows(context))
+    return [window_of(context)]
 
 
 def build_report_assets(

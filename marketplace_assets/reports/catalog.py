@@ -2,102 +2,117 @@
 
 A row says where the report comes from (path under /rest/3), how its response is shaped (family), how
 it is partitioned (cadence) and what it means. Assets, partitions and tables are generated from it, so
-adding an endpoint is a row here and a sandbox fixture, not a new module.
+adding an endpoint is a row here, a sandbox route and a sample fixture, not a new module. The few
+reports that need more than a row (the product catalog snapshot, partner metrics, keywords per app)
+are plain asset functions in `assets/`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
-from urllib.parse import quote
-
 import dagster as dg
 import polars as pl
 
-from marketplace_assets.reports import families
-from marketplace_assets.reports.families import Fetcher
+from marketplace_assets.reports.report import Cadence, Family, Report
 
-
-class Cadence(StrEnum):
-    DAILY = "daily"
-    WEEKLY = "weekly"
-    MONTHLY = "monthly"
-
-
-class Family(StrEnum):
-    TIME_SERIES = "time_series"
-    OFFSET_LIST = "offset_list"
-    CURSOR_LIST = "cursor_list"
-
-
-FETCHERS: dict[Family, Fetcher] = {
-    Family.TIME_SERIES: families.fetch_time_series,
-    Family.OFFSET_LIST: families.fetch_offset_list,
-    Family.CURSOR_LIST: families.fetch_cursor_list,
-}
-_AGGREGATION = {Cadence.WEEKLY: "week", Cadence.MONTHLY: "month"}
 REPORTING = "reporting/developer-space/{developerId}"
+WEEKLY_WINDOW = (
+    "One partition per week, Sunday to Saturday; each row's date is the Sunday that starts its week."
+)
+MONTHLY_WINDOW = "One partition per month; each row's date is the 1st of its month."
 
 
-@dataclass(frozen=True)
-class Report:
-    area: str
-    name: str
-    path: str  # under /rest/3; {developerId} is filled in, other {placeholders} from path_params
-    family: Family
-    cadence: Cadence | None
-    summary: str  # the business meaning, shown as the asset's description
-    window: str = ""  # the window semantics, in words
-    records_key: str | None = None
-    path_params: Mapping[str, str] = field(default_factory=dict)
-    params: Mapping[str, Any] = field(default_factory=dict)
-    partition_column: str | None = "date"
-    date_columns: tuple[str, ...] = ("date",)
-    base_schema: Mapping[str, pl.DataType] = field(default_factory=dict)
-
-    @property
-    def key(self) -> dg.AssetKey:
-        return dg.AssetKey([self.area, self.name])
-
-    @property
-    def label(self) -> str:
-        return f"{self.area}/{self.name}"
-
-    @property
-    def aggregation(self) -> str:
-        return _AGGREGATION.get(self.cadence, "week") if self.cadence else "week"
-
-    @property
-    def endpoint(self) -> str:
-        """The path as documented, for descriptions and metadata."""
-        return "/rest/3/" + self.path.format_map({"developerId": "{developerId}", **self.path_params})
-
-    def resolve_path(self, developer_id: str) -> str:
-        values = {"developerId": developer_id, **self.path_params}
-        return self.path.format_map({k: quote(v, safe="") for k, v in values.items()})
-
-    @property
-    def fetch(self) -> Fetcher:
-        return FETCHERS[self.family]
+def _series(
+    area: str, name: str, path: str, summary: str, cadence: Cadence = Cadence.WEEKLY, **kw: object
+) -> Report:
+    window = WEEKLY_WINDOW if cadence == Cadence.WEEKLY else MONTHLY_WINDOW
+    return Report(area, name, path, Family.TIME_SERIES, cadence, summary, window, **kw)  # type: ignore[arg-type]
 
 
 def _evaluations(metric: str) -> Report:
-    return Report(
-        area="evaluations",
-        name=f"by_{metric}",
-        path=REPORTING + "/evaluations/{metric}",
+    return _series(
+        "evaluations",
+        f"by_{metric}",
+        REPORTING + "/evaluations/{metric}",
+        f"New app evaluations (trials started) by {metric}, for all apps together (scope=total) "
+        "and for each app.",
         path_params={"metric": metric},
-        family=Family.TIME_SERIES,
-        cadence=Cadence.WEEKLY,
-        summary=(
-            f"New app evaluations (trials started) by {metric}, for all apps together (scope=total) and "
-            "for each app (scope=app)."
-        ),
-        window=(
-            "One partition per week, Sunday to Saturday; each row's date is the Sunday that starts its week."
-        ),
+    )
+
+
+def _transactions_by(metric: str) -> Report:
+    return _series(
+        "sales",
+        f"transactions_by_{metric}",
+        REPORTING + "/sales/transactions/{metric}",
+        f"Sales by {metric}: transaction count, net count (refunds netted out) and revenue in USD, "
+        "for all apps and for each app.",
+        path_params={"metric": metric},
+    )
+
+
+_SALE_METRICS = {
+    "churn": "Cloud churn: customers at risk and cancellations, by Monthly and Annual billing (dataset).",
+    "conversion": (
+        "Cloud conversions: evaluations and the evaluations that converted to paid, by conversion type."
+    ),
+    "renewal": "Cloud renewals: renewal opportunities and renewals, by Monthly and Annual billing (dataset).",
+}
+
+
+def _sale_metric(metric: str) -> Report:
+    return _series(
+        "sales",
+        metric,
+        REPORTING + "/sales/metrics/{metric}",
+        _SALE_METRICS[metric],
+        path_params={"metric": metric},
+    )
+
+
+def _sale_events(metric: str) -> Report:
+    return Report(
+        "sales",
+        f"{metric}_events",
+        REPORTING + "/sales/metrics/{metric}/details",
+        Family.OFFSET_LIST,
+        Cadence.DAILY,
+        f"Each Cloud {metric} event: the app, hosting, edition, transaction and license (entitlement) "
+        "it concerns.",
+        "One partition per day, by the event's date (event_date).",
+        records_key="events",
+        path_params={"metric": metric},
+        partition_column="event_date",
+        date_columns=("event_date", "last_updated", "maintenance_start_date", "maintenance_end_date"),
+        base_schema={"event_date": pl.Date(), "addon_key": pl.String(), "product_id": pl.String()},
+    )
+
+
+def _scoped(area: str, name: str, path: str, summary: str, window: str = MONTHLY_WINDOW) -> Report:
+    return Report(area, name, path, Family.SCOPED_RECORDS, Cadence.MONTHLY, summary, window)
+
+
+def _insights(name: str, path: str, what: str) -> Report:
+    return Report(
+        "customer_insights",
+        name,
+        REPORTING + f"/customer-insights/{path}",
+        Family.INSIGHTS,
+        Cadence.MONTHLY,
+        f"Your apps' users by {what}: user count, share of your users, and the Marketplace benchmark ratio.",
+        MONTHLY_WINDOW + " One row per month and group.",
+    )
+
+
+def _keywords(name: str, path: str, summary: str) -> Report:
+    return Report(
+        "search",
+        name,
+        REPORTING + path,
+        Family.PERIOD_DETAILS,
+        Cadence.MONTHLY,
+        summary,
+        "One partition per month; the figures cover that month, and each row's date is the month's 1st.",
+        per_period=True,
     )
 
 
@@ -113,7 +128,6 @@ FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
     "message": pl.String(),
     "app_entitlement_id": pl.String(),
 }
-
 LISTING_SCHEMA: dict[str, pl.DataType] = {
     "product_id": pl.String(),
     "app_key": pl.String(),
@@ -123,34 +137,119 @@ LISTING_SCHEMA: dict[str, pl.DataType] = {
 }
 
 REPORTS: tuple[Report, ...] = (
-    *(_evaluations(metric) for metric in ("country", "hosting", "partner", "region")),
+    # -- evaluations -----------------------------------------------------------------------------------
+    *(_evaluations(m) for m in ("country", "hosting", "partner", "region")),
+    # -- sales -----------------------------------------------------------------------------------------
+    *(_transactions_by(m) for m in ("country", "hosting", "partner", "region", "tier", "type")),
+    *(_sale_metric(m) for m in ("churn", "conversion", "renewal")),
+    *(_sale_events(m) for m in ("churn", "conversion", "renewal")),
     Report(
-        area="feedback",
-        name="details",
-        path=REPORTING + "/feedback/details",
-        family=Family.OFFSET_LIST,
+        "sales",
+        "free_starter_tier",
+        REPORTING + "/sales/freeStarterTier/export",
+        Family.CSV_EXPORT,
+        Cadence.DAILY,
+        "Free starter tier usage of your Cloud apps, as the partner portal's CSV export has it.",
+        "One partition per day: the export takes a single date (ranges are ignored), so a range is one "
+        "download per day.",
+        per_period=True,
+    ),
+    # -- feedback --------------------------------------------------------------------------------------
+    Report(
+        "feedback",
+        "details",
+        REPORTING + "/feedback/details",
+        Family.OFFSET_LIST,
+        Cadence.DAILY,
+        "Every feedback entry customers left when they uninstalled, unsubscribed from or disabled an app: "
+        "type, reason, free-text message, app, hosting and edition.",
+        "One partition per day, by the date the feedback was given.",
         records_key="feedback",
-        cadence=Cadence.DAILY,
-        summary=(
-            "Every feedback entry customers left when they uninstalled, unsubscribed from or disabled an "
-            "app: type, reason, free-text message, app, hosting and edition."
-        ),
-        window="One partition per day, by the date the feedback was given.",
         base_schema=FEEDBACK_SCHEMA,
     ),
+    *(
+        _series(
+            "feedback",
+            f"by_{m}",
+            REPORTING + "/feedback/metrics/{metric}",
+            f"Feedback counts by {m}, for all apps and for each app.",
+            path_params={"metric": m},
+        )
+        for m in ("reason", "type")
+    ),
+    # -- benchmarks ------------------------------------------------------------------------------------
+    _scoped(
+        "benchmarks",
+        "churn",
+        REPORTING + "/sales/metrics/churn/benchmark",
+        "Each app's monthly churn rate and isolated churn rate beside the Marketplace benchmark. The "
+        "Marketplace publishes it 2-3 months late.",
+    ),
+    _scoped(
+        "benchmarks",
+        "evaluations",
+        REPORTING + "/benchmark/evaluations",
+        "Monthly evaluation counts, month-over-month and year-to-date growth and percentiles against all "
+        "partners (total) and against apps on the same base product (per app). Updated monthly.",
+    ),
+    _scoped(
+        "benchmarks",
+        "sales",
+        REPORTING + "/benchmark/sales",
+        "Monthly sales, month-over-month and year-to-date growth and percentiles against all partners. "
+        "Updated quarterly (Feb, May, Aug, Nov).",
+    ),
+    # -- customer insights -----------------------------------------------------------------------------
+    _insights("regions", "regions", "region"),
+    _insights("editions", "editions", "parent product edition"),
+    _insights("active_users", "active-users", "paid and non-paid activity"),
+    _insights("tiers", "tiers", "parent product and user tier"),
+    # -- search ----------------------------------------------------------------------------------------
+    _keywords(
+        "top_keywords_marketplace",
+        "/search-keywords/source/marketplace",
+        "The keywords people searched the Marketplace website with, and each one's share of searches.",
+    ),
+    _keywords(
+        "top_keywords_embedded_marketplace",
+        "/search-keywords/source/embedded-marketplace",
+        "The keywords people searched the in-product (embedded) Marketplace with, and each one's share.",
+    ),
+    _keywords(
+        "zero_result_keywords",
+        "/zero-search-results-keywords/source/marketplace",
+        "Marketplace searches that found no app, with the filters used: demand nobody serves yet.",
+    ),
     Report(
-        area="listings",
-        name="apps",
-        path="product-listing/developer-space/{developerId}",
-        family=Family.CURSOR_LIST,
+        "search",
+        "appearances_by_app",
+        REPORTING + "/search-keywords",
+        Family.APPEARANCES,
+        Cadence.WEEKLY,
+        "How often each app appeared in Marketplace search results, and its leading keyword; the total "
+        "row has all apps' appearances and the top keyword.",
+        WEEKLY_WINDOW + " The leading keyword is the week's, so each week is requested on its own.",
+        per_period=True,
+    ),
+    # -- app requests ----------------------------------------------------------------------------------
+    _scoped(
+        "app_requests",
+        "approvals",
+        REPORTING + "/app-requests-and-approvals",
+        "Requests by end users for an admin to install your apps, how many were approved, and the rate.",
+    ),
+    # -- listings --------------------------------------------------------------------------------------
+    Report(
+        "listings",
+        "apps",
+        "product-listing/developer-space/{developerId}",
+        Family.CURSOR_LIST,
+        None,
+        "The developer space's app listings as they are now: name, key, state, approval, tags, links, "
+        "programs and the listing revision.",
+        "Not partitioned: each run replaces the table with the current listings.",
         records_key="items",
-        cadence=None,
         params={"includePrivate": True, "limit": 50},
-        summary=(
-            "The developer space's app listings as they are now: name, key, state, approval, tags, links, "
-            "programs and the listing revision."
-        ),
-        window="Not partitioned: each run replaces the table with the current listings.",
         partition_column=None,
         date_columns=(),
         base_schema=LISTING_SCHEMA,
