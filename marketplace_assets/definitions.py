@@ -11,10 +11,16 @@ import os
 import dagster as dg
 
 from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.catalog_snapshot import build_product_catalog_asset
+from marketplace_assets.assets.partner_metrics import build_partner_metric_asset
 from marketplace_assets.assets.reports import build_report_assets
+from marketplace_assets.assets.search_by_app import build_keywords_by_app_asset
+from marketplace_assets.jobs import update_app_listing
 from marketplace_assets.reports.catalog import REPORTS
+from marketplace_assets.reports.partner_metrics import load_queries
+from marketplace_assets.sensors import marketplace_apps_sensor
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings, load_settings
-from marketplace_assets.warehouse import WarehouseIOManager
+from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
 
 LOG = logging.getLogger("marketplace_assets")
 
@@ -42,13 +48,25 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
             "assets read simulated data and write to %s.",
             settings.warehouse_location,
         )
+    start, sandbox = settings.start_date, settings.is_sandbox
+    warehouse = _env_or("MARKETPLACE_WAREHOUSE", settings.warehouse_location)
+    assets = [
+        *build_report_assets(REPORTS, start_date=start, sandbox=sandbox),
+        build_keywords_by_app_asset(start_date=start.isoformat(), sandbox=sandbox),
+        build_product_catalog_asset(start_date=start.isoformat(), sandbox=sandbox),
+        *(
+            build_partner_metric_asset(q, start_date=start.isoformat(), sandbox=sandbox)
+            for q in load_queries()
+        ),
+    ]
     return dg.Definitions(
-        assets=build_report_assets(REPORTS, start_date=settings.start_date, sandbox=settings.is_sandbox),
+        assets=assets,
+        sensors=[marketplace_apps_sensor],
+        jobs=[update_app_listing],
         resources={
             "marketplace": marketplace_resource(settings),
-            "warehouse": WarehouseIOManager(
-                warehouse=_env_or("MARKETPLACE_WAREHOUSE", settings.warehouse_location)
-            ),
+            "warehouse": WarehouseIOManager(warehouse=warehouse),
+            "warehouse_store": WarehouseResource(warehouse=warehouse),
         },
     )
 

@@ -43,3 +43,8 @@ def period_windows(context: dg.AssetExecutionContext) -> list[Window]:
     partitions_def = context.assets_def.partitions_def
     assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
     return [to_window(partitions_def.time_window_for_partition_key(k)) for k in context.partition_keys]
+
+
+# The developer space's apps (product ids), kept in step with listings/apps by `marketplace_apps_sensor`.
+# Apps are only ever added: an app that leaves the listing keeps its partitions and its history.
+APPS = dg.DynamicPartitionsDefinition(name="marketplace_apps")

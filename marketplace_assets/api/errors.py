@@ -23,6 +23,7 @@ _HINTS: dict[int, str] = {
         "The account may not read this developer space: check MARKETPLACE_DEVELOPER_ID and that the "
         "account has the 'View sales reports' permission for that vendor."
     ),
+    409: "The resource changed since it was read (a conflicting edit); read it again, then re-apply.",
     404: (
         "The endpoint does not exist at this base URL: check MARKETPLACE_BASE_URL "
         "(default https://api.atlassian.com/marketplace) and MARKETPLACE_DEVELOPER_ID."

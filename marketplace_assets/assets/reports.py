@@ -11,55 +11,47 @@ import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.common import (
+    API_POOL,
+    KINDS,
+    definition_metadata,
+    describe,
+    run_metadata,
+    start_run,
+)
 from marketplace_assets.partitions import partitions_for, period_windows, window_of
 from marketplace_assets.reports.fetch import Window, fetch_report
 from marketplace_assets.reports.report import Report
 
-# Every asset that calls the Marketplace shares this pool, so big backfills cannot hammer the API.
-API_POOL = "marketplace_api"
-SANDBOX_NOTE = "**Sandbox mode**: this asset reads the built-in simulated Marketplace, not your account."
-
-
-def describe(report: Report, *, sandbox: bool) -> str:
-    parts = [report.summary, report.window, f"Source: `GET {report.endpoint}`."]
-    if sandbox:
-        parts.append(SANDBOX_NOTE)
-    return "\n\n".join(p for p in parts if p)
-
 
 def build_report_asset(report: Report, *, start_date: date, sandbox: bool) -> dg.AssetsDefinition:
     partitions_def = partitions_for(report.cadence, start_date)
-    metadata: dict[str, object] = {"endpoint": report.endpoint, "source": "sandbox" if sandbox else "live"}
+    metadata = definition_metadata(sandbox=sandbox, endpoint=report.endpoint)
     if partitions_def is not None:
         metadata["partition_expr"] = report.partition_column
 
     @dg.asset(
         key=report.key,
         group_name=report.area,
-        description=describe(report, sandbox=sandbox),
+        description=describe(report.summary, report.window, f"GET {report.endpoint}", sandbox=sandbox),
         partitions_def=partitions_def,
         # A backfill of any range is one run and one ranged request per endpoint, not one per day.
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def is not None else None,
         metadata=metadata,
-        kinds={"python", "polars", "duckdb"},
+        kinds=KINDS,
         pool=API_POOL,
         io_manager_key="warehouse",
     )
     def _report_asset(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource
     ) -> dg.Output[pl.DataFrame]:
-        client = marketplace.get_client()
-        if marketplace.sandbox:
-            context.log.info(f"Sandbox mode: {report.label} comes from the built-in simulated Marketplace.")
-        requests_before = client.request_count
+        client = start_run(context, marketplace, report.label)
+        before = client.request_count
         windows = _request_windows(context, report)
         frames = [fetch_report(client, report, marketplace.developer_id, w) for w in windows]
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-        output_metadata: dict[str, object] = {
-            "source": marketplace.source,
-            "api_requests": client.request_count - requests_before,
-        }
-        if windows[0] is not None:
+        output_metadata = run_metadata(marketplace, client, before)
+        if windows[0] is not None and windows[-1] is not None:
             output_metadata["window"] = f"{windows[0].start.isoformat()} to {windows[-1].end.isoformat()}"
         return dg.Output(frame, metadata=output_metadata)
 

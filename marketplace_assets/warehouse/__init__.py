@@ -15,7 +15,7 @@ from marketplace_assets.warehouse.base import (
     open_warehouse,
 )
 from marketplace_assets.warehouse.duckdb import DuckDBWarehouse
-from marketplace_assets.warehouse.io_manager import WarehouseIOManager, scope_from_context
+from marketplace_assets.warehouse.io_manager import WarehouseIOManager, WarehouseResource, scope_from_context
 from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Warehouse",
     "WarehouseError",
     "WarehouseIOManager",
+    "WarehouseResource",
     "WriteResult",
     "check_rows_in_scope",
     "open_warehouse",

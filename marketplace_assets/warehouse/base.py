@@ -114,18 +114,23 @@ def check_rows_in_scope(table: TableRef, df: pl.DataFrame, scope: PartitionScope
         )
 
 
-def open_warehouse(url_or_path: str) -> Warehouse:
-    """A DuckDB file path (created on first write) or, later, a ``postgresql://`` URL."""
+def open_warehouse(url_or_path: str, *, lock_timeout: float = 60.0) -> Warehouse:
+    """A DuckDB file path (created on first write) or, later, a ``postgresql://`` URL.
+
+    ``lock_timeout`` bounds the wait for another process's write lock (sensors pass a short one).
+    """
     target = url_or_path.strip()
     if not target:
         raise ValueError("warehouse location is empty; set MARKETPLACE_WAREHOUSE to a DuckDB file path")
     if target.startswith(("postgresql://", "postgres://", "postgresql+")):
         raise NotImplementedError(POSTGRES_PENDING)
     if "://" in target:
+        # Only the scheme: the rest of a URL may hold a password.
+        scheme = target.split("://", 1)[0]
         raise ValueError(
-            f"unsupported warehouse URL {target!r}: use a DuckDB file path or a postgresql:// URL"
+            f"unsupported warehouse URL scheme {scheme!r}: use a DuckDB file path or a postgresql:// URL"
         )
     # Imported here so the protocol module stays free of any driver import.
     from marketplace_assets.warehouse.duckdb import DuckDBWarehouse
 
-    return DuckDBWarehouse(target)
+    return DuckDBWarehouse(target, lock_timeout=lock_timeout)

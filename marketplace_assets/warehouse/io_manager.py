@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from marketplace_assets.warehouse.base import TableRef, WriteResult, open_warehouse
+from marketplace_assets.warehouse.base import TableRef, Warehouse, WriteResult, open_warehouse
 from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
 
 PARTITION_EXPR = "partition_expr"
@@ -183,3 +183,12 @@ def _as_frame(obj: Any, context: dg.OutputContext) -> pl.DataFrame:
         f"WarehouseIOManager stores polars DataFrames; asset '{context.asset_key.to_user_string()}' "
         f"returned {type(obj).__name__}"
     )
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse for code that is not an asset's input or output (sensors, checks, jobs)."""
+
+    warehouse: str = Field(description="DuckDB file path, the same location the IO manager writes to.")
+
+    def open(self, *, lock_timeout: float = 60.0) -> Warehouse:
+        return open_warehouse(self.warehouse, lock_timeout=lock_timeout)

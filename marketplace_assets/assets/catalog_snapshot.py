@@ -1,0 +1,92 @@
+"""The product catalog snapshot: every public app version on the Marketplace, one row per version.
+
+The API serves only its latest snapshot, as a presigned object-store link that expires in minutes. So
+a partition can be filled only on the day the API serves that snapshot: asking for any other day fails
+clearly instead of storing the latest snapshot under the wrong date.
+"""
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from marketplace_assets.api.errors import MarketplaceApiError
+from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.common import (
+    API_POOL,
+    KINDS,
+    definition_metadata,
+    describe,
+    run_metadata,
+    start_run,
+)
+from marketplace_assets.reports.parsers import parse_csv
+
+LATEST = "reporting/product-catalog/latest"
+LABEL = "catalog/product_catalog"
+SUMMARY = (
+    "Every public app version on the Marketplace (all vendors), as Atlassian's daily catalog snapshot "
+    "(wide_public_apps_overview CSV, about 150 MB): one row per app version, with its snapshot_date."
+)
+WINDOW = (
+    "One partition per snapshot day. The API only serves its latest snapshot, so only that day's "
+    "partition can be materialized; older partitions keep what was stored on their day."
+)
+
+
+def build_product_catalog_asset(*, start_date: str, sandbox: bool) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["catalog", "product_catalog"],
+        group_name="catalog",
+        description=describe(
+            SUMMARY, WINDOW, f"GET /rest/3/{LATEST}, then the presigned CSV", sandbox=sandbox
+        ),
+        # end_offset=1: today's snapshot is a partition as soon as the API serves it.
+        partitions_def=dg.DailyPartitionsDefinition(start_date=start_date, end_offset=1),
+        metadata=definition_metadata(sandbox=sandbox, partition_expr="snapshot_date"),
+        kinds=KINDS,
+        pool=API_POOL,
+        io_manager_key="warehouse",
+    )
+    def product_catalog(
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource
+    ) -> dg.Output[pl.DataFrame]:
+        if len(context.partition_keys) != 1:
+            raise dg.Failure(f"{LABEL}: the API serves one snapshot at a time; materialize one day per run.")
+        wanted = date.fromisoformat(context.partition_key)
+        client = start_run(context, marketplace, LABEL)
+        before = client.request_count
+        path = None
+        for attempt in (1, 2):
+            latest = client.get_json(LATEST)
+            served = date.fromisoformat(str(latest.get("date"))[:10])
+            if served != wanted:
+                raise dg.Failure(
+                    f"{LABEL}: partition {wanted} cannot be fetched: the API serves only its latest "
+                    f"snapshot, dated {served}. Materialize partition {served} instead (past snapshots "
+                    "are kept only if they were stored on their day)."
+                )
+            try:
+                # No Marketplace credentials on the object store: presigned links refuse a second auth.
+                path = client.download(latest["presignedUrl"], authenticated=False, suffix=".csv")
+                break
+            except MarketplaceApiError as exc:
+                if exc.status != 403:
+                    raise
+                context.log.warning(
+                    f"{LABEL}: the presigned link answered 403 (expired?); attempt {attempt} of 2"
+                )
+        if path is None:
+            raise dg.Failure(
+                f"{LABEL}: the presigned catalog link expired before the download began, twice "
+                f"(links last {latest.get('expiresInSeconds', 300)} s). Re-run; if it persists, check the "
+                "machine's clock and its bandwidth to the object store."
+            )
+        try:
+            frame = parse_csv(path, LABEL, stamp={"snapshot_date": wanted})
+        finally:
+            path.unlink(missing_ok=True)
+        metadata = {**run_metadata(marketplace, client, before), "snapshot_date": wanted.isoformat()}
+        return dg.Output(frame.with_columns(pl.col("snapshot_date").cast(pl.Date)), metadata=metadata)
+
+    return product_catalog

@@ -1,0 +1,63 @@
+"""Search keywords per app: a month x app partition grid, the app dimension following the listings."""
+
+import dagster as dg
+import polars as pl
+
+from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.common import (
+    API_POOL,
+    KINDS,
+    definition_metadata,
+    describe,
+    run_metadata,
+    start_run,
+)
+from marketplace_assets.partitions import APPS, to_window
+from marketplace_assets.reports.parsers import parse_product_keywords
+
+PATH = "reporting/developer-space/{developerId}/products/{productId}/search-keywords"
+LABEL = "search/keywords_by_app"
+SUMMARY = (
+    "The keywords people found each of your apps with in Marketplace search, per month: each keyword's "
+    "count and daily elements, with the app's leading keyword and its total appearances."
+)
+WINDOW = (
+    "Partitioned by month x app (the app's product id). New apps are added by the marketplace_apps "
+    "sensor when listings/apps shows them; an app removed from the listing keeps its partitions and rows."
+)
+
+
+def build_keywords_by_app_asset(*, start_date: str, sandbox: bool) -> dg.AssetsDefinition:
+    months = dg.MonthlyPartitionsDefinition(start_date=start_date)
+    grid = dg.MultiPartitionsDefinition({"month": months, "app": APPS})
+
+    @dg.asset(
+        key=["search", "keywords_by_app"],
+        group_name="search",
+        description=describe(SUMMARY, WINDOW, f"GET /rest/3/{PATH}", sandbox=sandbox),
+        partitions_def=grid,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata=definition_metadata(sandbox=sandbox, partition_expr={"month": "month", "app": "product_id"}),
+        kinds=KINDS,
+        pool=API_POOL,
+        io_manager_key="warehouse",
+    )
+    def keywords_by_app(
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource
+    ) -> dg.Output[pl.DataFrame]:
+        client = start_run(context, marketplace, LABEL)
+        before = client.request_count
+        frames = []
+        for key in context.partition_keys:
+            # One request per (month, app): the answer aggregates over its window and is for one app.
+            parts = grid.get_partition_key_from_str(key)
+            month, app = parts.keys_by_dimension["month"], parts.keys_by_dimension["app"]
+            window = to_window(months.time_window_for_partition_key(month))
+            path = PATH.format(developerId=marketplace.developer_id, productId=app)
+            frame = parse_product_keywords(client.get_json(path, window.params()), LABEL, window.start)
+            # The partition is the app asked for, whatever the summary says (or omits).
+            frames.append(frame.with_columns(pl.lit(app).alias("product_id")))
+        frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+        return dg.Output(frame, metadata=run_metadata(marketplace, client, before))
+
+    return keywords_by_app

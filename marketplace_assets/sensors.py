@@ -1,0 +1,37 @@
+"""Sensors. `marketplace_apps_sensor` keeps the app dimension of per-app reports in step with listings."""
+
+import dagster as dg
+
+from marketplace_assets.partitions import APPS
+from marketplace_assets.warehouse import TableNotFoundError, TableRef, WarehouseError, WarehouseResource
+
+LISTINGS = TableRef("listings", "apps")
+
+
+@dg.sensor(
+    name="marketplace_apps_sensor",
+    description=(
+        "Adds every app in the listings/apps table as a partition of the per-app reports "
+        "(search/keywords_by_app). Apps are never removed, so an app that leaves the listing keeps its "
+        "history. Runs a minute after listings/apps is materialized at the latest."
+    ),
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def marketplace_apps_sensor(
+    context: dg.SensorEvaluationContext, warehouse_store: WarehouseResource
+) -> dg.SensorResult | dg.SkipReason:
+    try:
+        # A short lock wait: a tick must end well inside its 60 s limit; the next tick tries again.
+        listings = warehouse_store.open(lock_timeout=10).read(LISTINGS)
+    except TableNotFoundError:
+        return dg.SkipReason("listings/apps has not been materialized yet; materialize it to add the apps")
+    except WarehouseError as exc:
+        return dg.SkipReason(f"the warehouse is busy ({exc}); trying again next tick")
+    listed = set(listings["product_id"].drop_nulls().to_list()) if "product_id" in listings.columns else set()
+    known = set(context.instance.get_dynamic_partitions(APPS.name or ""))
+    new = sorted(listed - known)
+    if not new:
+        return dg.SkipReason(f"all {len(listed)} listed apps are partitions already")
+    context.log.info(f"adding {len(new)} app(s) to {APPS.name}: {', '.join(new)}")
+    return dg.SensorResult(dynamic_partitions_requests=[APPS.build_add_request(new)])
