@@ -41,6 +41,20 @@ def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
     )
 
 
+def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
+    """Every asset: the catalog's reports and the bespoke ones."""
+    start, sandbox = settings.start_date, settings.is_sandbox
+    return [
+        *build_report_assets(REPORTS, start_date=start, sandbox=sandbox),
+        build_keywords_by_app_asset(start_date=start.isoformat(), sandbox=sandbox),
+        build_product_catalog_asset(start_date=start.isoformat(), sandbox=sandbox),
+        *(
+            build_partner_metric_asset(q, start_date=start.isoformat(), sandbox=sandbox)
+            for q in load_queries()
+        ),
+    ]
+
+
 def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
     if settings.is_sandbox:
         LOG.warning(
