@@ -20,7 +20,7 @@ from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
 DEV, EMAIL, TOKEN = "catalog-dev", "catalog@example.com", "catalog-Token-1234567890"
 # (range start, range end, one partition inside it) per partitions definition's cron.
 RANGES = {
-    "0 0 * * *": ("2025-02-03", "2025-02-05", "2025-02-04"),  # daily
+    "0 0 * * *": ("2025-02-01", "2025-02-14", "2025-02-04"),  # daily (churn events are rare)
     "0 0 * * 0": ("2025-02-02", "2025-02-09", "2025-02-09"),  # weekly, Sunday
     "0 0 * * 1": ("2025-02-03", "2025-02-10", "2025-02-03"),  # weekly, Monday (partner metrics)
     "0 0 1 * *": ("2025-01-01", "2025-02-01", "2025-02-01"),  # monthly

@@ -60,12 +60,15 @@ _SALE_METRICS = {
 
 
 def _sale_metric(metric: str) -> Report:
+    # Churn's series carry uniqueTotal, a count of unique customers over the requested window: a range
+    # cannot be split into weeks afterwards, so each week is asked for on its own.
     return _series(
         "sales",
         metric,
         REPORTING + "/sales/metrics/{metric}",
         _SALE_METRICS[metric],
         path_params={"metric": metric},
+        per_period=metric == "churn",
     )
 
 

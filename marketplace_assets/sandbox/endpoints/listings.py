@@ -7,8 +7,8 @@ import binascii
 import json
 from typing import Any
 
-from marketplace_assets.sandbox.data import World
-from marketplace_assets.sandbox.records import listing
+from marketplace_assets.sandbox.data import App, World
+from marketplace_assets.sandbox.listing_state import current_listing, update_listing
 from marketplace_assets.sandbox.routing import ApiError, ApiRequest, Reply, Route, href
 
 
@@ -44,15 +44,24 @@ def developer_listings(world: World, req: ApiRequest) -> Reply:
         links["next"] = href(
             world, path, [*base, ("cursor", encode_cursor(world.apps[start + limit].product_id))]
         )
-    return Reply({"links": links, "items": [listing(world, app) for app in apps]})
+    return Reply({"links": links, "items": [current_listing(world, app) for app in apps]})
 
 
 def product_listing(world: World, req: ApiRequest) -> Reply:
     """GET /rest/3/product-listing/{productId}: one listing, 404 for an id that is not ours."""
+    return Reply(current_listing(world, _app(world, req)))
+
+
+def update_product_listing(world: World, req: ApiRequest) -> Reply:
+    """PUT /rest/3/product-listing/{productId}: replace the listing (revision-checked); see listing_state."""
+    return Reply(update_listing(world, _app(world, req), req.body))
+
+
+def _app(world: World, req: ApiRequest) -> App:
     app = world.app(req.params["productId"])
     if app is None:
         raise ApiError(404, f"No app listing found for productId {req.params['productId']}")
-    return Reply(listing(world, app))
+    return app
 
 
 ROUTES: tuple[Route, ...] = (
@@ -63,4 +72,10 @@ ROUTES: tuple[Route, ...] = (
         "developer_listings",
     ),
     Route("GET", r"/rest/3/product-listing/(?P<productId>[^/]+)", product_listing, "product_listing"),
+    Route(
+        "PUT",
+        r"/rest/3/product-listing/(?P<productId>[^/]+)",
+        update_product_listing,
+        "update_product_listing",
+    ),
 )
