@@ -12,14 +12,7 @@ import polars as pl
 
 from marketplace_assets.api.errors import MarketplaceApiError
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.common import (
-    API_POOL,
-    KINDS,
-    definition_metadata,
-    describe,
-    run_metadata,
-    start_run,
-)
+from marketplace_assets.assets.common import describe, marketplace_asset, start_run
 from marketplace_assets.reports.parsers import parse_csv
 
 LATEST = "reporting/product-catalog/latest"
@@ -35,18 +28,17 @@ WINDOW = (
 
 
 def build_product_catalog_asset(*, start_date: str, sandbox: bool) -> dg.AssetsDefinition:
-    @dg.asset(
+    @marketplace_asset(
         key=["catalog", "product_catalog"],
-        group_name="catalog",
         description=describe(
             SUMMARY, WINDOW, f"GET /rest/3/{LATEST}, then the presigned CSV", sandbox=sandbox
         ),
+        sandbox=sandbox,
         # end_offset=1: today's snapshot is a partition as soon as the API serves it.
         partitions_def=dg.DailyPartitionsDefinition(start_date=start_date, end_offset=1),
-        metadata=definition_metadata(sandbox=sandbox, partition_expr="snapshot_date"),
-        kinds=KINDS,
-        pool=API_POOL,
-        io_manager_key="warehouse",
+        partition_expr="snapshot_date",
+        # The API serves one day at a time: a backfill is one run per day, each checked on its own.
+        single_run_backfills=False,
     )
     def product_catalog(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource
@@ -54,8 +46,8 @@ def build_product_catalog_asset(*, start_date: str, sandbox: bool) -> dg.AssetsD
         if len(context.partition_keys) != 1:
             raise dg.Failure(f"{LABEL}: the API serves one snapshot at a time; materialize one day per run.")
         wanted = date.fromisoformat(context.partition_key)
-        client = start_run(context, marketplace, LABEL)
-        before = client.request_count
+        run = start_run(context, marketplace, LABEL)
+        client = run.client
         path = None
         for attempt in (1, 2):
             latest = client.get_json(LATEST)
@@ -86,7 +78,8 @@ def build_product_catalog_asset(*, start_date: str, sandbox: bool) -> dg.AssetsD
             frame = parse_csv(path, LABEL, stamp={"snapshot_date": wanted})
         finally:
             path.unlink(missing_ok=True)
-        metadata = {**run_metadata(marketplace, client, before), "snapshot_date": wanted.isoformat()}
-        return dg.Output(frame.with_columns(pl.col("snapshot_date").cast(pl.Date)), metadata=metadata)
+        return run.output(
+            frame.with_columns(pl.col("snapshot_date").cast(pl.Date)), snapshot_date=wanted.isoformat()
+        )
 
     return product_catalog

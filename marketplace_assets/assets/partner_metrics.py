@@ -7,14 +7,7 @@ import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.common import (
-    API_POOL,
-    KINDS,
-    definition_metadata,
-    describe,
-    run_metadata,
-    start_run,
-)
+from marketplace_assets.assets.common import describe, marketplace_asset, start_run
 from marketplace_assets.partitions import window_of
 from marketplace_assets.reports.normalize import records_frame
 from marketplace_assets.reports.partner_metrics import MetricQuery
@@ -40,33 +33,29 @@ def build_partner_metric_asset(query: MetricQuery, *, start_date: str, sandbox: 
     spec = {"granularity": query.granularity, "attributes": list(query.attributes),
             "metric_sets": list(query.metric_sets), "metric_fields": list(query.metric_fields)}  # fmt: skip
 
-    @dg.asset(
+    @marketplace_asset(
         key=["partner_metrics", query.name],
-        group_name="partner_metrics",
         description=describe(
             query.summary, _WINDOWS[query.granularity], f"POST /rest/3/{PATH}", sandbox=sandbox
         ),
+        sandbox=sandbox,
         partitions_def=partitions_for_granularity(query.granularity, start_date),
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        metadata=definition_metadata(
-            sandbox=sandbox, partition_expr="date", query=dg.MetadataValue.json(spec)
-        ),
-        kinds=KINDS,
-        pool=API_POOL,
-        io_manager_key="warehouse",
+        partition_expr="date",
+        query=dg.MetadataValue.json(spec),
     )
     def _partner_metric(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource
     ) -> dg.Output[pl.DataFrame]:
-        client = start_run(context, marketplace, label)
-        before = client.request_count
+        run = start_run(context, marketplace, label)
         window = window_of(context)
         path = PATH.format(developerId=marketplace.developer_id)
         records: list[dict[str, Any]] = []
         today = datetime.now(UTC).date()
         for body, periods in query.request_bodies(window.start, window.end, today):
             # limit/offset count periods, not rows; each request asks for exactly its chunk's periods.
-            answer = client.request_json("POST", path, params={"limit": periods, "offset": 0}, json_body=body)
+            answer = run.client.request_json(
+                "POST", path, params={"limit": periods, "offset": 0}, json_body=body
+            )
             if isinstance(answer, dict):
                 records += answer.get("records") or []
         if window.end > query.latest_end_date(today):
@@ -76,6 +65,6 @@ def build_partner_metric_asset(query: MetricQuery, *, start_date: str, sandbox: 
                 "available yet."
             )
         frame = records_frame(records, base_schema={"date": pl.Date()}, date_columns=("date",))
-        return dg.Output(frame, metadata=run_metadata(marketplace, client, before))
+        return run.output(frame)
 
     return _partner_metric

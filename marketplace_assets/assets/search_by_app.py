@@ -4,14 +4,7 @@ import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.common import (
-    API_POOL,
-    KINDS,
-    definition_metadata,
-    describe,
-    run_metadata,
-    start_run,
-)
+from marketplace_assets.assets.common import describe, marketplace_asset, start_run
 from marketplace_assets.partitions import APPS, to_window
 from marketplace_assets.reports.parsers import parse_product_keywords
 
@@ -31,22 +24,17 @@ def build_keywords_by_app_asset(*, start_date: str, sandbox: bool) -> dg.AssetsD
     months = dg.MonthlyPartitionsDefinition(start_date=start_date)
     grid = dg.MultiPartitionsDefinition({"month": months, "app": APPS})
 
-    @dg.asset(
+    @marketplace_asset(
         key=["search", "keywords_by_app"],
-        group_name="search",
         description=describe(SUMMARY, WINDOW, f"GET /rest/3/{PATH}", sandbox=sandbox),
+        sandbox=sandbox,
         partitions_def=grid,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        metadata=definition_metadata(sandbox=sandbox, partition_expr={"month": "month", "app": "product_id"}),
-        kinds=KINDS,
-        pool=API_POOL,
-        io_manager_key="warehouse",
+        partition_expr={"month": "month", "app": "product_id"},
     )
     def keywords_by_app(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource
     ) -> dg.Output[pl.DataFrame]:
-        client = start_run(context, marketplace, LABEL)
-        before = client.request_count
+        run = start_run(context, marketplace, LABEL)
         frames = []
         for key in context.partition_keys:
             # One request per (month, app): the answer aggregates over its window and is for one app.
@@ -54,10 +42,10 @@ def build_keywords_by_app_asset(*, start_date: str, sandbox: bool) -> dg.AssetsD
             month, app = parts.keys_by_dimension["month"], parts.keys_by_dimension["app"]
             window = to_window(months.time_window_for_partition_key(month))
             path = PATH.format(developerId=marketplace.developer_id, productId=app)
-            frame = parse_product_keywords(client.get_json(path, window.params()), LABEL, window.start)
+            frame = parse_product_keywords(run.client.get_json(path, window.params()), LABEL, window.start)
             # The partition is the app asked for, whatever the summary says (or omits).
             frames.append(frame.with_columns(pl.lit(app).alias("product_id")))
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-        return dg.Output(frame, metadata=run_metadata(marketplace, client, before))
+        return run.output(frame)
 
     return keywords_by_app
