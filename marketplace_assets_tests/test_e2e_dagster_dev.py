@@ -14,19 +14,13 @@ from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev
+from marketplace_assets_tests.test_definitions import EXPECTED
 
 pytestmark = pytest.mark.e2e
 
 DEV, EMAIL, TOKEN = "e2e-developer", "e2e@example.com", "e2e-Token-5f0c2b9a7d"
 FEB_WEEKS = ["2025-02-02", "2025-02-09", "2025-02-16", "2025-02-23"]
-EXPECTED_GROUPS = {
-    "evaluations/by_country": "evaluations",
-    "evaluations/by_hosting": "evaluations",
-    "evaluations/by_partner": "evaluations",
-    "evaluations/by_region": "evaluations",
-    "feedback/details": "feedback",
-    "listings/apps": "listings",
-}
+EXPECTED_GROUPS = {path: group for path, (group, _) in EXPECTED.items()}
 
 
 @pytest.fixture(scope="module")

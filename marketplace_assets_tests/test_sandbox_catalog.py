@@ -16,7 +16,6 @@ import polars as pl
 import pytest
 
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
-from marketplace_assets.sandbox.app import Outcome
 from marketplace_assets.sandbox.catalog_data import SANDBOX_VENDOR
 from marketplace_assets.sandbox.data import today
 from marketplace_assets.sandbox.object_store import (
@@ -44,21 +43,13 @@ HEADER = [
 T0 = datetime(2025, 11, 6, 10, 30, tzinfo=UTC)
 
 
-class HookedSandbox(Sandbox):
-    """The sandbox with the hook app.py is to get: the object store answers before the auth check."""
-
-    def _answer(self, method, path, query, headers, body):
-        reply = answer_object(self.world, method, path, query, headers)
-        return Outcome.of(reply) if reply is not None else super()._answer(method, path, query, headers, body)
-
-
 def sample(name: str):
     return json.loads((SAMPLES / name).read_text())
 
 
 @pytest.fixture
-def sb() -> HookedSandbox:
-    return HookedSandbox()
+def sb() -> Sandbox:
+    return Sandbox()
 
 
 @pytest.fixture
@@ -131,7 +122,7 @@ def test_catalog_is_deterministic_scales_and_grows_with_the_date(sb, client, ano
 
     set_catalog_date(sb.world, date(2025, 11, 6))
     first = rows()
-    other = HookedSandbox()
+    other = Sandbox()
     set_catalog_date(other.world, date(2025, 11, 6))
     with httpx.Client(transport=other.transport(), base_url=BASE, auth=AUTH) as c2:
         link = c2.get(LATEST).json()["presignedUrl"]

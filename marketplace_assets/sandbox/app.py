@@ -11,7 +11,7 @@ import binascii
 import hmac
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -21,6 +21,7 @@ import httpx
 from marketplace_assets.sandbox.data import App, World
 from marketplace_assets.sandbox.endpoints import ROUTES
 from marketplace_assets.sandbox.faults import FaultSet
+from marketplace_assets.sandbox.object_store import answer_object
 from marketplace_assets.sandbox.routing import (
     ApiError,
     ApiRequest,
@@ -38,6 +39,7 @@ HREF_STYLES = ("rest3", "bare")
 class Outcome:
     """A transport-neutral answer.
 
+    stream: the body as lazily produced chunks (then `body` is unused); see `Reply.stream`.
     drop: send the head and part of the body, then close the connection.
     timed_out: (in-process only) a slow fault outlasted the client's read timeout.
     """
@@ -47,10 +49,13 @@ class Outcome:
     body: bytes = b""
     drop: bool = False
     timed_out: bool = False
+    stream: Iterable[bytes] | None = None
 
     @classmethod
     def of(cls, reply: Reply) -> Outcome:
         headers = [("Content-Type", reply.content_type), *reply.headers.items()]
+        if reply.stream is not None:
+            return cls(reply.status, headers, stream=reply.stream)
         return cls(reply.status, headers, reply.encode())
 
     @classmethod
@@ -138,7 +143,8 @@ class Sandbox:
                 "peer closed connection without sending complete message body (sandbox drop fault)",
                 request=request,
             )
-        return httpx.Response(outcome.status, headers=outcome.headers, content=outcome.body, request=request)
+        content = outcome.body if outcome.stream is None else iter(outcome.stream)
+        return httpx.Response(outcome.status, headers=outcome.headers, content=content, request=request)
 
     # --- the shared request path -----------------------------------------------------------------
 
@@ -188,6 +194,8 @@ class Sandbox:
         outcome = self._answer(method, path, query, headers, body)
         outcome.headers.extend(extra)
         if rule is not None and rule.kind == "malformed":
+            if outcome.stream is not None:
+                outcome.body, outcome.stream = b"".join(outcome.stream), None
             broken = (
                 rule.body.encode()
                 if rule.body is not None
@@ -199,6 +207,10 @@ class Sandbox:
         return outcome
 
     def _answer(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Outcome:
+        # The object store (presigned catalog links) sits beside the API: no Basic auth, its own rules.
+        stored = answer_object(self.world, method, path, query, headers)
+        if stored is not None:
+            return Outcome.of(stored)
         if not self._authorized(headers.get("authorization", "")):
             return Outcome.error(
                 401,

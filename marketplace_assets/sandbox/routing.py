@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -33,14 +33,26 @@ class ApiError(Exception):
 
 @dataclass
 class Reply:
-    """What a handler answers. `body` is JSON-serialised unless it is already bytes."""
+    """What a handler answers. `body` is JSON-serialised unless it is already bytes.
+
+    `stream`, when set, is the body instead: chunks of bytes produced lazily while the answer is sent
+    (chunked transfer encoding on the server, a streamed httpx.Response in-process), so a large file
+    never has to be held in memory. `Reply.chunks(...)` builds one.
+    """
 
     body: Any
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    stream: Iterable[bytes] | None = None
+
+    @classmethod
+    def chunks(cls, stream: Iterable[bytes], content_type: str, status: int = 200) -> Reply:
+        return cls(None, status, content_type=content_type, stream=stream)
 
     def encode(self) -> bytes:
+        if self.stream is not None:
+            return b"".join(self.stream)
         if isinstance(self.body, bytes):
             return self.body
         return json.dumps(self.body, separators=(",", ":")).encode("utf-8")

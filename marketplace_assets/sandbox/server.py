@@ -7,6 +7,12 @@ Besides the API, the server answers a few control endpoints (never auth-checked,
     DELETE /_sandbox/faults   remove every rule
     GET    /_sandbox/stats    Sandbox.stats()
     POST   /_sandbox/reset    clear faults and stats
+    GET    /_sandbox/clock    {"date": the licensing clock}
+    POST   /_sandbox/clock    {"date": "YYYY-MM-DD"} (null: follow the real date) sets it
+    GET    /_sandbox/exports  {"config": the async export settings, "exports": the export jobs}
+    POST   /_sandbox/exports  JSON object of `configure_exports` settings (+ "reset": true)
+
+Streamed answers (`Reply.stream`) go out with chunked transfer encoding as they are produced.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from marketplace_assets.sandbox.app import Outcome, Sandbox
+from marketplace_assets.sandbox.exports import configure_exports_from_json, export_jobs
 from marketplace_assets.sandbox.faults import FaultRule
+from marketplace_assets.sandbox.licensing_data import clock, set_clock
 
-_CONTROL = re.compile(r"(?:^|/)_sandbox/(?P<name>faults|stats|reset)/?$")
+_CONTROL = re.compile(r"(?:^|/)_sandbox/(?P<name>faults|stats|reset|clock|exports)/?$")
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
@@ -99,12 +107,17 @@ class _Handler(BaseHTTPRequestHandler):
             sandbox.faults.extend(rules)
         if name == "faults" and method in ("GET", "POST"):
             return _json({"faults": [rule.to_dict() for rule in sandbox.faults.rules]})
+        if name in ("clock", "exports") and method in ("GET", "POST"):
+            return _licensing_control(sandbox, name, method, body)
         return Outcome.error(405, f"Method {method} is not allowed on /_sandbox/{name}")
 
     def _write(self, outcome: Outcome) -> None:
         self.send_response(outcome.status)
         for key, value in outcome.headers:
             self.send_header(key, value)
+        if outcome.stream is not None:
+            self._write_chunked(outcome)
+            return
         body = outcome.body
         if not outcome.drop:
             self.send_header("Content-Length", str(len(body)))
@@ -121,6 +134,42 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _write_chunked(self, outcome: Outcome) -> None:
+        """Send a streamed body chunk by chunk as it is produced (a drop fault hangs up after one)."""
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunks = iter(outcome.stream or ())
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if outcome.drop:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except Exception:  # the client left, or a sandbox bug mid-body: the head is gone, so hang up
+            self.close_connection = True
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+
+def _licensing_control(sandbox: Sandbox, name: str, method: str, body: bytes) -> Outcome:
+    try:
+        if name == "clock":
+            if method == "POST":
+                set_clock(sandbox, json.loads(body or b"{}").get("date"))
+            return _json({"date": clock(sandbox.world).isoformat()})
+        config = configure_exports_from_json(sandbox, json.loads(body or b"{}") if method == "POST" else {})
+        return _json({"config": config, "exports": export_jobs(sandbox)})
+    except (ValueError, TypeError, AttributeError) as error:
+        return Outcome.error(400, f"Invalid /_sandbox/{name} request: {error}")
 
 
 def _json(data: Any) -> Outcome:
