@@ -49,12 +49,6 @@ def describe_partitions(dev: DagsterDev, path: list[str]) -> str:
     return definition["description"] if definition else "none"
 
 
-def backfill(dev: DagsterDev, path: list[str], keys: list[str]) -> tuple[str, int]:
-    backfill_id = dev.launch_backfill([path], keys)
-    status = dev.wait_for_backfill(backfill_id, timeout=900)
-    return status, len(dev.runs({"dagster/backfill": backfill_id}))
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warehouse = Path(tmp) / "sandbox.duckdb"
@@ -79,15 +73,22 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise SystemExit("marketplace_apps_sensor did not add the app partitions in time")
                 time.sleep(5)
+            # Launch every backfill first, then wait: the daemon works through them together.
+            launched = {}
             for path in sorted(dev.asset_keys()):
                 if path in ("listings/apps", "catalog/product_catalog"):
                     continue
                 parts = path.split("/")
                 keys = [k for k in partition_keys(dev, parts) if in_month(k)]
-                status, runs = backfill(dev, parts, keys)
-                results.append(
-                    (path, describe_partitions(dev, parts), f"{status.lower()}, {runs} run(s)", len(keys))
+                launched[path] = (
+                    dev.launch_backfill([parts], keys),
+                    len(keys),
+                    describe_partitions(dev, parts),
                 )
+            for path, (backfill_id, n, partitions) in launched.items():
+                status = dev.wait_for_backfill(backfill_id, timeout=1800)
+                runs = len(dev.runs({"dagster/backfill": backfill_id}))
+                results.append((path, partitions, f"{status.lower()}, {runs} run(s)", n))
             elapsed = time.monotonic() - started
         with duckdb.connect(str(warehouse), read_only=True) as con:
             counts = {

@@ -12,12 +12,16 @@ import dagster as dg
 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.catalog_snapshot import build_product_catalog_asset
+from marketplace_assets.assets.exports import EXPORT_REPORTS, build_current_licenses_asset, build_export_asset
 from marketplace_assets.assets.partner_metrics import build_partner_metric_asset
 from marketplace_assets.assets.reports import build_report_assets
 from marketplace_assets.assets.search_by_app import build_keywords_by_app_asset
+from marketplace_assets.export_sensors import build_export_sensor
 from marketplace_assets.jobs import update_app_listing
+from marketplace_assets.partitions import partitions_for
 from marketplace_assets.reports.catalog import REPORTS
 from marketplace_assets.reports.partner_metrics import load_queries
+from marketplace_assets.reports.report import Cadence
 from marketplace_assets.sensors import marketplace_apps_sensor
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings, load_settings
 from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
@@ -32,7 +36,10 @@ def _env_or(name: str, value: str) -> str | dg.EnvVar:
 
 def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
     if settings.is_sandbox:
-        return MarketplaceResource(developer_id=settings.developer_id or SANDBOX_DEVELOPER_ID, sandbox=True)
+        # The sandbox prepares exports in seconds: poll it every second, not every five.
+        return MarketplaceResource(
+            developer_id=settings.developer_id or SANDBOX_DEVELOPER_ID, sandbox=True, export_poll_interval=1.0
+        )
     return MarketplaceResource(
         developer_id=dg.EnvVar("MARKETPLACE_DEVELOPER_ID"),
         email=dg.EnvVar("MARKETPLACE_EMAIL"),
@@ -41,8 +48,14 @@ def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
     )
 
 
+def _daily(settings: MarketplaceSettings) -> dg.TimeWindowPartitionsDefinition:
+    daily = partitions_for(Cadence.DAILY, settings.start_date)
+    assert daily is not None
+    return daily
+
+
 def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
-    """Every asset: the catalog's reports and the bespoke ones."""
+    """Every asset: the catalog's reports, the export-backed ones and the bespoke ones."""
     start, sandbox = settings.start_date, settings.is_sandbox
     return [
         *build_report_assets(REPORTS, start_date=start, sandbox=sandbox),
@@ -52,7 +65,13 @@ def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
             build_partner_metric_asset(q, start_date=start.isoformat(), sandbox=sandbox)
             for q in load_queries()
         ),
+        *(build_export_asset(r, _daily(settings), sandbox=sandbox) for r in EXPORT_REPORTS),
+        build_current_licenses_asset(sandbox=sandbox),
     ]
+
+
+def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
+    return [marketplace_apps_sensor, *(build_export_sensor(r, _daily(settings)) for r in EXPORT_REPORTS)]
 
 
 def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
@@ -62,20 +81,10 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
             "assets read simulated data and write to %s.",
             settings.warehouse_location,
         )
-    start, sandbox = settings.start_date, settings.is_sandbox
     warehouse = _env_or("MARKETPLACE_WAREHOUSE", settings.warehouse_location)
-    assets = [
-        *build_report_assets(REPORTS, start_date=start, sandbox=sandbox),
-        build_keywords_by_app_asset(start_date=start.isoformat(), sandbox=sandbox),
-        build_product_catalog_asset(start_date=start.isoformat(), sandbox=sandbox),
-        *(
-            build_partner_metric_asset(q, start_date=start.isoformat(), sandbox=sandbox)
-            for q in load_queries()
-        ),
-    ]
     return dg.Definitions(
-        assets=assets,
-        sensors=[marketplace_apps_sensor],
+        assets=build_assets(settings),
+        sensors=build_sensors(settings),
         jobs=[update_app_listing],
         resources={
             "marketplace": marketplace_resource(settings),

@@ -43,6 +43,10 @@ EXPECTED = {
     "partner_metrics/gmv": ("partner_metrics", MONTHLY),
     "partner_metrics/recurring_revenue": ("partner_metrics", MONTHLY),
     "listings/apps": ("listings", None),
+    "sales/transactions": ("sales", DAILY),
+    "licenses/licenses": ("licenses", DAILY),
+    "licenses/current": ("licenses", None),
+    "marketing/attribution": ("marketing", DAILY),
 }
 LIVE_ENV = {
     "MARKETPLACE_DEVELOPER_ID": "dev-live",

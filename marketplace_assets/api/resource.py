@@ -29,6 +29,8 @@ class MarketplaceResource(dg.ConfigurableResource):
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     max_attempts: int = 6
+    # Seconds between status polls when a run drives its own async export.
+    export_poll_interval: float = 5.0
 
     _client: MarketplaceClient | None = PrivateAttr(default=None)
 

@@ -31,6 +31,8 @@ def marketplace_asset(
     partitions_def: dg.PartitionsDefinition | None = None,
     partition_expr: str | Mapping[str, str] | None = None,
     single_run_backfills: bool = True,
+    deps: Sequence[dg.AssetKey] = (),
+    automation_condition: dg.AutomationCondition | None = None,
     **metadata: Any,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`dg.asset` with what every Marketplace asset has: its area as group, the kinds, the API pool, the
@@ -50,6 +52,8 @@ def marketplace_asset(
         kinds=KINDS,
         pool=API_POOL,
         io_manager_key="warehouse",
+        deps=list(deps),
+        automation_condition=automation_condition,
     )
 
 

@@ -46,7 +46,8 @@ def _decode_json_lists(frame: pl.DataFrame) -> pl.DataFrame:
             continue
         values = frame[column].drop_nulls()
         if values.len() and values.str.starts_with("[").all():
-            frame = frame.with_columns(pl.col(column).str.json_decode(infer_schema_length=None))
+            # The Series method infers the list's type; polars 2's expression form needs it spelled out.
+            frame = frame.with_columns(frame[column].str.json_decode())
     return frame
 
 

@@ -1,10 +1,12 @@
 """Storage layer: one warehouse table ``area.report`` per asset ``[area, report]``.
 
 `open_warehouse` picks the backend from the configured location; `WarehouseIOManager` connects it to
-Dagster. Backends share `PartitionScope` (which rows a write replaces) and the `Warehouse` protocol.
+Dagster. Backends share `PartitionScope` (which rows a write replaces) and the `Warehouse` protocol:
+`write` replaces partitions, `merge` upserts versions on a key and keeps history.
 """
 
 from marketplace_assets.warehouse.base import (
+    MergeKeyError,
     RowsOutsideScopeError,
     TableNotFoundError,
     TableRef,
@@ -13,6 +15,7 @@ from marketplace_assets.warehouse.base import (
     WriteResult,
     check_rows_in_scope,
     open_warehouse,
+    prepare_merge_frame,
 )
 from marketplace_assets.warehouse.duckdb import DuckDBWarehouse
 from marketplace_assets.warehouse.io_manager import WarehouseIOManager, WarehouseResource, scope_from_context
@@ -20,6 +23,7 @@ from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
 
 __all__ = [
     "DuckDBWarehouse",
+    "MergeKeyError",
     "PartitionScope",
     "RowsOutsideScopeError",
     "TableNotFoundError",
@@ -32,5 +36,6 @@ __all__ = [
     "WriteResult",
     "check_rows_in_scope",
     "open_warehouse",
+    "prepare_merge_frame",
     "scope_from_context",
 ]

@@ -2,7 +2,8 @@
 
 Every backend (DuckDB now, PostgreSQL later) implements `Warehouse` with the same guarantees:
 one transaction per write, insert by column name, additive schema evolution, and a refusal to store
-rows outside the partition scope being replaced.
+rows outside the partition scope being written. Two write modes: `write` replaces partitions, `merge`
+upserts rows on a key and never deletes a row because a frame lacks it (history is kept).
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ class TableRef:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a write did. ``columns`` are the table's columns and SQL types after the write."""
+    """What a write did. ``columns`` are the table's columns and SQL types after the write.
+
+    ``rows_written`` = ``rows_inserted`` + ``rows_updated``. A replace write inserts every row it
+    writes; a merge updates the rows whose key the table already held and inserts the others.
+    ``rows_deleted`` counts table rows removed: the replaced partitions' rows, or for a merge the older
+    versions of the updated keys. ``duplicates_dropped``: frame rows a merge dropped because a later
+    row of the frame had the same key.
+    """
 
     table: TableRef
     rows_written: int
@@ -62,6 +70,9 @@ class WriteResult:
     created_table: bool = False
     # Set when the write did nothing at all (e.g. no table yet and a frame without columns).
     skipped_reason: str | None = None
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    duplicates_dropped: int = 0
 
 
 class WarehouseError(Exception):
@@ -76,10 +87,26 @@ class RowsOutsideScopeError(WarehouseError, ValueError):
     """The frame holds rows a later rewrite of another partition would delete: a bug upstream."""
 
 
+class MergeKeyError(WarehouseError, ValueError):
+    """A merge's key is unusable: no keys, a key column the frame lacks, or null key values."""
+
+
 @runtime_checkable
 class Warehouse(Protocol):
     def write(self, table: TableRef, df: pl.DataFrame, scope: PartitionScope | None) -> WriteResult:
         """Replace the rows ``scope`` covers (the whole table when None) with ``df``, atomically."""
+        ...
+
+    def merge(
+        self,
+        table: TableRef,
+        df: pl.DataFrame,
+        keys: Sequence[str],
+        scope: PartitionScope | None = None,
+    ) -> WriteResult:
+        """Upsert ``df`` on ``keys``, atomically: rows whose key the table holds replace those rows,
+        the others are inserted, and table rows whose key ``df`` lacks stay. Duplicate keys in ``df``
+        keep the last row. ``scope`` is only checked (every row must lie inside), never deleted."""
         ...
 
     def read(self, table: TableRef, scope: PartitionScope | None = None) -> pl.DataFrame:
@@ -91,27 +118,66 @@ class Warehouse(Protocol):
         ...
 
 
-def check_rows_in_scope(table: TableRef, df: pl.DataFrame, scope: PartitionScope | None) -> None:
+def check_rows_in_scope(
+    table: TableRef, df: pl.DataFrame, scope: PartitionScope | None, *, merging: bool = False
+) -> None:
     """Raise unless every row of ``df`` falls inside ``scope``. Call before touching the database."""
     if scope is None or df.height == 0:
         return
     missing = [c for c in scope.columns if c not in df.columns]
     if missing:
+        purpose = "checked against the partitions being merged" if merging else "replaced per partition"
         raise RowsOutsideScopeError(
             f"Refusing to write {df.height} row(s) to {table}: the frame has no partition column "
             f"{', '.join(repr(c) for c in missing)} (it has {df.columns}), so its rows could not be "
-            f"replaced per partition. Scope: {scope}."
+            f"{purpose}. Scope: {scope}."
         )
     outside = scope.rows_outside(df)
     if outside.height:
         # One concrete bad value makes the upstream bug easy to find.
         example = ", ".join(f"{c}={v!s}" for c, v in outside.row(0, named=True).items())
+        risk = (
+            "they would be stored as versions of partitions this run does not materialize"
+            if merging
+            else "rows of other partitions would be silently deleted when those partitions are rewritten"
+        )
         raise RowsOutsideScopeError(
             f"Refusing to write to {table}: {outside.height} of {df.height} row(s) have "
             f"{'/'.join(scope.columns)} outside the partition scope {scope} (e.g. {example}). "
-            "An output must hold only the rows of the partition(s) being materialized; rows of other "
-            "partitions would be silently deleted when those partitions are rewritten. Nothing was written."
+            f"An output must hold only the rows of the partition(s) being materialized; {risk}. "
+            "Nothing was written."
         )
+
+
+def prepare_merge_frame(
+    table: TableRef, df: pl.DataFrame, keys: Sequence[str], scope: PartitionScope | None
+) -> tuple[pl.DataFrame, int]:
+    """Validate a merge before touching the database; return the frame with one row per key (the
+    last occurrence wins, order kept) and how many rows were dropped for repeating a key."""
+    if isinstance(keys, str):
+        raise MergeKeyError(f"Merge keys for {table} must be a list of column names, got the string {keys!r}")
+    keys = list(keys)
+    if not keys:
+        raise MergeKeyError(f"Cannot merge into {table} without key columns: give at least one merge key")
+    if len(set(keys)) != len(keys):
+        raise MergeKeyError(f"Merge keys for {table} repeat a column: {keys}")
+    missing = [k for k in keys if k not in df.columns]
+    if missing:
+        raise MergeKeyError(
+            f"Cannot merge into {table}: the frame has no key column(s) "
+            f"{', '.join(repr(k) for k in missing)} (it has {df.columns}). Nothing was written."
+        )
+    for key in keys:
+        nulls = df.get_column(key).null_count()
+        if nulls:
+            raise MergeKeyError(
+                f"Refusing to merge into {table}: {nulls} of {df.height} row(s) have a null in key "
+                f"column {key!r}. A null key never matches a stored row, so every later merge would add "
+                "another copy instead of updating it; fill or drop those rows upstream. Nothing was written."
+            )
+    check_rows_in_scope(table, df, scope, merging=True)
+    unique = df.unique(subset=keys, keep="last", maintain_order=True)
+    return unique, df.height - unique.height
 
 
 def open_warehouse(url_or_path: str, *, lock_timeout: float = 60.0) -> Warehouse:

@@ -4,12 +4,17 @@ It translates a Dagster context into a `TableRef` and a `PartitionScope`, and le
 decision to the `Warehouse` backend. The partition column comes from the asset's definition metadata
 ``partition_expr``, the same convention as dagster-duckdb: a column name for single-dimension
 partitions, ``{dimension_name: column}`` for multi-partitions.
+
+The write mode comes from ``write_mode``: ``"replace"`` (the default) replaces the run's partitions;
+``"merge"`` upserts the rows on the columns listed in ``merge_keys`` and never deletes a stored
+version, e.g. ``metadata={"partition_expr": "last_updated", "write_mode": "merge",
+"merge_keys": ["license_id", "last_updated"]}``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -20,14 +25,19 @@ from marketplace_assets.warehouse.base import TableRef, Warehouse, WriteResult, 
 from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
 
 PARTITION_EXPR = "partition_expr"
+WRITE_MODE = "write_mode"
+MERGE_KEYS = "merge_keys"
+REPLACE = "replace"
+MERGE = "merge"
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):
     """Stores each asset's polars frame in the warehouse table ``area.report``.
 
     Partitioned outputs replace exactly the rows of the partitions being materialized (one
-    transaction); unpartitioned outputs replace the whole table. Inputs load the upstream rows of the
-    requested partitions as a polars frame.
+    transaction); unpartitioned outputs replace the whole table. Assets with ``write_mode: "merge"``
+    upsert on their ``merge_keys`` instead and keep every stored version. Inputs load the upstream
+    rows of the requested partitions as a polars frame.
     """
 
     warehouse: str = Field(
@@ -36,16 +46,27 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame) -> None:
         table = _table(context)
+        metadata = context.definition_metadata or {}
+        merge_keys = merge_keys_from_metadata(context.asset_key.to_user_string(), metadata)
         frame = _as_frame(obj, context)
-        scope = scope_from_context(context, context.definition_metadata or {})
-        result = open_warehouse(self.warehouse).write(table, frame, scope)
+        scope = scope_from_context(context, metadata)
+        warehouse = open_warehouse(self.warehouse)
+        if merge_keys is None:
+            result = warehouse.write(table, frame, scope)
+        else:
+            result = warehouse.merge(table, frame, merge_keys, scope)
+            if result.duplicates_dropped:
+                context.log.warning(
+                    f"Dropped {result.duplicates_dropped} row(s) that repeat a key ({', '.join(merge_keys)}) "
+                    f"of {table}; kept the last row of each key"
+                )
         if result.added_columns:
             context.log.info(
                 f"Added column(s) {', '.join(result.added_columns)} to {table}; older rows read as null there"
             )
         if result.skipped_reason:
             context.log.warning(f"Nothing stored: {result.skipped_reason}")
-        context.add_output_metadata(output_metadata(result, scope))
+        context.add_output_metadata(output_metadata(result, scope, merge_keys))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = _table(context)
@@ -55,20 +76,71 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         return open_warehouse(self.warehouse).read(table, scope)
 
 
-def output_metadata(result: WriteResult, scope: PartitionScope | None) -> dict[str, Any]:
+def output_metadata(
+    result: WriteResult, scope: PartitionScope | None, merge_keys: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Materialization metadata; ``merge_keys`` is given for merge writes."""
     schema = dg.TableSchema(
         columns=[dg.TableColumn(name=name, type=sql_type) for name, sql_type in result.columns.items()]
     )
     metadata: dict[str, Any] = {
+        # Rows of the output as stored: after a merge dropped repeated keys.
         "dagster/row_count": result.rows_written,
         "dagster/table_name": str(result.table),
         "dagster/column_schema": schema,
-        "rows_replaced": result.rows_deleted,
         "partition_scope": str(scope) if scope is not None else "whole table",
     }
+    if merge_keys is None:
+        metadata["rows_replaced"] = result.rows_deleted
+    else:
+        metadata |= {
+            "write_mode": MERGE,
+            "merge_keys": ", ".join(merge_keys),
+            "rows_inserted": result.rows_inserted,
+            "rows_updated": result.rows_updated,
+            "duplicates_dropped": result.duplicates_dropped,
+        }
     if result.added_columns:
         metadata["added_columns"] = ", ".join(result.added_columns)
     return metadata
+
+
+def merge_keys_from_metadata(asset: str, metadata: Mapping[str, Any]) -> list[str] | None:
+    """The key columns of a merge asset; None for a replace asset. Refuses unclear configurations."""
+    mode = _unwrap(metadata.get(WRITE_MODE, REPLACE))
+    raw_keys = _unwrap(metadata.get(MERGE_KEYS))
+    example = f'metadata={{"{WRITE_MODE}": "{MERGE}", "{MERGE_KEYS}": ["<key column>", ...]}}'
+    if mode not in (REPLACE, MERGE):
+        raise dg.DagsterInvariantViolationError(
+            f"Asset '{asset}' has '{WRITE_MODE}' {mode!r}; the warehouse knows '{REPLACE}' (the default: "
+            f"replace the run's partitions) and '{MERGE}' (upsert on key columns, keep history). Set "
+            f'"{WRITE_MODE}": "{REPLACE}", or {example}.'
+        )
+    if mode == REPLACE:
+        if raw_keys is not None:
+            # Probably a forgotten write_mode: replacing partitions would delete stored versions.
+            raise dg.DagsterInvariantViolationError(
+                f"Asset '{asset}' has '{MERGE_KEYS}' but writes in '{REPLACE}' mode, which deletes the "
+                f"rows of its partitions on every run. To merge on those keys add "
+                f'"{WRITE_MODE}": "{MERGE}"; otherwise remove \'{MERGE_KEYS}\'.'
+            )
+        return None
+    if raw_keys is None:
+        raise dg.DagsterInvariantViolationError(
+            f"Asset '{asset}' has '{WRITE_MODE}': '{MERGE}' but no '{MERGE_KEYS}', so the warehouse cannot "
+            f"tell which stored row a new row updates. Add the key columns, {example}."
+        )
+    if (
+        isinstance(raw_keys, str)
+        or not isinstance(raw_keys, Sequence)
+        or not raw_keys
+        or not all(isinstance(k, str) and k for k in raw_keys)
+    ):
+        raise dg.DagsterInvariantViolationError(
+            f"Asset '{asset}' has '{MERGE_KEYS}' {raw_keys!r}; it must be a non-empty list of column "
+            f'names, e.g. "{MERGE_KEYS}": ["license_id", "last_updated"].'
+        )
+    return list(raw_keys)
 
 
 def scope_from_context(

@@ -1,0 +1,186 @@
+"""One sensor per async export: it starts the due exports and polls them, so no run waits on the
+Marketplace while it prepares a file.
+
+Each tick (bounded work, well inside Dagster's 60 s tick limit):
+1. If a new day is complete, start one export for the latest day plus a lookback window (late
+   corrections: `lastUpdated` is day-granular and revisions arrive late).
+2. Poll at most `max_polls` exports in flight. COMPLETED → exactly one run for that range (run_key =
+   the export id, range tags, the export in run config). FAILED or past its deadline → started again
+   after a backoff, at most `max_attempts` times; then a run is requested that fails with the reason,
+   so the failure is visible on the asset in the UI. Unknown statuses count as running, and are logged.
+The state lives in the sensor cursor as small JSON: the last day started and the exports in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+
+from marketplace_assets.api.exports import ExportHandle, ExportStatus, export_status, start_export
+from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.exports import ExportReport
+
+
+@dataclass(frozen=True)
+class ExportSensorSettings:
+    minimum_interval_seconds: int = 30
+    deadline_seconds: float = 3 * 3600
+    max_attempts: int = 3
+    restart_backoff_seconds: float = 300
+    max_polls: int = 25  # per tick: each poll is one HTTP request
+    max_in_flight: int = 50
+
+
+def _load(cursor: str | None) -> dict[str, Any]:
+    state = json.loads(cursor) if cursor else {}
+    return {"last_started": state.get("last_started"), "in_flight": list(state.get("in_flight", []))}
+
+
+def _run_request(
+    report: ExportReport, job: dict[str, Any], config: dict[str, str], key_suffix: str
+) -> dg.RunRequest:
+    op_name = "__".join(report.key)
+    return dg.RunRequest(
+        run_key=f"{report.label}:{job['handle']['export_id']}{key_suffix}",
+        asset_selection=[dg.AssetKey(report.key)],
+        tags={
+            "dagster/asset_partition_range_start": job["start"],
+            "dagster/asset_partition_range_end": job["end"],
+        },
+        run_config={"ops": {op_name: {"config": config}}},
+    )
+
+
+def evaluate_export_sensor(
+    context: dg.SensorEvaluationContext,
+    marketplace: MarketplaceResource,
+    report: ExportReport,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    settings: ExportSensorSettings,
+    now: Callable[[], float] = time.time,
+) -> dg.SensorResult:
+    state = _load(context.cursor)
+    requests: list[dg.RunRequest] = []
+    last_key = partitions_def.get_last_partition_key()
+    with marketplace.make_client(logger=context.log) as client:
+        # 1. A newly complete day: one export for it and its lookback window.
+        if (
+            last_key
+            and last_key != state["last_started"]
+            and len(state["in_flight"]) < settings.max_in_flight
+        ):
+            latest = date.fromisoformat(last_key)
+            first = max(
+                latest - timedelta(days=report.lookback_days - 1),
+                date.fromisoformat(partitions_def.get_first_partition_key() or last_key),
+            )
+            job = {
+                "start": first.isoformat(),
+                "end": latest.isoformat(),
+                "attempt": 1,
+                "started": now(),
+                "handle": None,
+            }
+            state["in_flight"].append(job)
+            state["last_started"] = last_key
+        # 2. Start what is waiting to start, poll what is running.
+        still: list[dict[str, Any]] = []
+        polls = 0
+        for job in state["in_flight"]:
+            if polls >= settings.max_polls or now() < job.get("not_before", 0):
+                still.append(job)
+                continue
+            polls += 1
+            window = f"{job['start']}..{job['end']}"
+            if job["handle"] is None:
+                params = report.params(_window(job))
+                job["handle"] = start_export(client, marketplace.developer_id, report.kind, params).to_dict()
+                job["started"] = now()
+                context.log.info(f"{report.label}: started export {job['handle']['export_id']} for {window}")
+                still.append(job)
+                continue
+            handle = ExportHandle.from_dict(job["handle"])
+            status, raw = export_status(client, handle)
+            if status is ExportStatus.COMPLETED:
+                context.log.info(
+                    f"{report.label}: export {handle.export_id} for {window} is ready; requesting its run"
+                )
+                config = {
+                    "export_id": handle.export_id,
+                    "status_href": handle.status_href,
+                    "download_href": handle.download_href,
+                }
+                requests.append(_run_request(report, job, config, ""))
+                continue
+            if status is ExportStatus.UNKNOWN:
+                context.log.warning(
+                    f"{report.label}: export {handle.export_id} has unknown status {raw!r}; "
+                    "treated as running"
+                )
+            overdue = now() - job["started"] > settings.deadline_seconds
+            if status is not ExportStatus.FAILED and not overdue:
+                still.append(job)
+                continue
+            problem = (
+                "FAILED"
+                if status is ExportStatus.FAILED
+                else f"not finished after {settings.deadline_seconds:.0f}s"
+            )
+            if job["attempt"] < settings.max_attempts:
+                context.log.warning(
+                    f"{report.label}: export {handle.export_id} for {window} {problem}; starting it again "
+                    f"(attempt {job['attempt'] + 1} of {settings.max_attempts})"
+                )
+                still.append(
+                    {
+                        **job,
+                        "handle": None,
+                        "attempt": job["attempt"] + 1,
+                        "not_before": now() + settings.restart_backoff_seconds * job["attempt"],
+                    }
+                )
+                continue
+            message = (
+                f"the export for {window} {problem} {settings.max_attempts} times (last export "
+                f"{handle.export_id}); the sensor gave up. Backfill these partitions to try again."
+            )
+            context.log.error(f"{report.label}: {message}")
+            requests.append(_run_request(report, job, {"failure": message}, ":failed"))
+        state["in_flight"] = still
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(state, separators=(",", ":")))
+
+
+def _window(job: dict[str, Any]) -> Any:
+    from marketplace_assets.reports.fetch import Window
+
+    return Window(date.fromisoformat(job["start"]), date.fromisoformat(job["end"]))
+
+
+def build_export_sensor(
+    report: ExportReport,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    settings: ExportSensorSettings = ExportSensorSettings(),
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{report.area}_{report.name}_export_sensor",
+        description=(
+            f"Starts and polls the async exports of {report.label}: the latest complete day plus "
+            f"{report.lookback_days - 1} day(s) of lookback, one export per new day; launches one run per "
+            "finished export. Backfills from the UI do not need it: their runs start their own export."
+        ),
+        minimum_interval_seconds=settings.minimum_interval_seconds,
+        target=dg.AssetSelection.assets(dg.AssetKey(report.key)),
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def _export_sensor(
+        context: dg.SensorEvaluationContext, marketplace: MarketplaceResource
+    ) -> dg.SensorResult:
+        return evaluate_export_sensor(context, marketplace, report, partitions_def, settings)
+
+    return _export_sensor
