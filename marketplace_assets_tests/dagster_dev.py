@@ -188,6 +188,21 @@ class DagsterDev:
             raise AssertionError(f"run not launched: {result}")
         return result["run"]["runId"]
 
+    def start_sensor(self, name: str) -> str:
+        """Switch a sensor on, as the UI's toggle does; returns its new status."""
+        mutation = """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
+            __typename ... on Sensor { sensorState { status } } ... on PythonError { message }
+            ... on SensorNotFoundError { message } } }"""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "sensorName": name,
+        }
+        result = self.graphql(mutation, {"selector": selector})["startSensor"]
+        if result["__typename"] != "Sensor":
+            raise AssertionError(f"sensor {name} not started: {result}")
+        return result["sensorState"]["status"]
+
     def wait_for_run(self, run_id: str, timeout: float = 300.0) -> dict[str, Any]:
         query = """query($id: ID!) { runOrError(runId: $id) { __typename
             ... on Run { runId status startTime endTime } } }"""

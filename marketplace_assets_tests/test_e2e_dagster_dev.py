@@ -4,6 +4,8 @@ mode (as a user points it at another server that speaks the API), a backfill lau
 from __future__ import annotations
 
 import shutil
+import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -13,6 +15,7 @@ import pytest
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
+from marketplace_assets.sandbox.exports import configure_exports
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev
 from marketplace_assets_tests.test_definitions import EXPECTED
 
@@ -106,3 +109,30 @@ def test_dagster_dev_keeps_its_state_across_restarts_without_dagster_home(tmp_pa
         assert run_id in [r["runId"] for r in dev.runs({})]
         # The project's pool limit reached the instance too.
         assert "default_limit" in (project / "dagster.yaml").read_text()
+
+
+def test_switching_the_transactions_sensor_on_fills_the_table(
+    dev: DagsterDev, sandbox: Sandbox, warehouse: Path
+) -> None:
+    """Nothing but the toggle: the sensor starts the export, polls it, and launches the run."""
+    configure_exports(sandbox, polls_to_complete=1)
+    sensor = "sales_transactions_export_sensor"
+    assert dev.start_sensor(sensor) == "RUNNING"
+    deadline = time.monotonic() + 300
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        runs = dev.runs({"dagster/sensor_name": sensor})
+        if any(r["status"] in ("SUCCESS", "FAILURE") for r in runs):
+            break
+        time.sleep(2)
+    assert [r["status"] for r in runs] == ["SUCCESS"], [
+        dev.run_errors(r["runId"]) for r in runs
+    ] or dev.log_tail()
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    yesterday = date.today() - timedelta(days=1)
+    assert tags["dagster/asset_partition_range_end"] == yesterday.isoformat()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        dates = con.sql("SELECT DISTINCT purchase_details_sale_date FROM sales.transactions").pl()
+    assert dates.height > 0
+    assert dates.to_series().max() <= yesterday
+    assert dates.to_series().min() >= date.fromisoformat(tags["dagster/asset_partition_range_start"])
