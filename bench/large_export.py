@@ -1,0 +1,112 @@
+"""A million transactions through the async export: download, parse and store, with peak memory.
+
+The sandbox runs as its own process (`python -m marketplace_assets.sandbox`, volume 25 ≈ 1M line items a
+year), so this process's peak RSS is the pipeline's alone: the run starts the export, polls it, streams
+the CSV to disk, parses it with polars and writes it to DuckDB, as a UI backfill of a year does. For
+scale, the same rows as Python objects (the csv module's dicts) are measured on a sample and extrapolated.
+
+    uv run python bench/large_export.py            # a year at volume 25: ~1M rows
+    uv run python bench/large_export.py --volume 5 # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import httpx
+
+from marketplace_assets.api.client import MarketplaceClient
+from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
+from marketplace_assets.warehouse import WarehouseIOManager
+
+DEV, EMAIL, TOKEN = "sandbox-developer", "sandbox@example.com", "sandbox-token"
+
+
+def python_objects_bytes_per_row(base_url: str) -> float:
+    """Bytes per row when the export's rows are held as Python dicts (measured on one day's export)."""
+    with MarketplaceClient(base_url, EMAIL, TOKEN) as client:
+        path = client.download(
+            f"reporting/developer-space/{DEV}/sales/transactions/export",
+            params={"accept": "csv", "startDate": "2025-06-01", "endDate": "2025-06-07"},
+        )
+    text = path.read_text()
+    path.unlink()
+    tracemalloc.start()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return size / max(1, len(rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--volume", type=float, default=25)
+    parser.add_argument("--start", default="2024-07-01")
+    parser.add_argument("--end", default="2025-06-30")
+    args = parser.parse_args()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "marketplace_assets.sandbox", "--port", "0", "--volume", str(args.volume)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline() if server.stdout else ""
+        base_url = line.strip().rsplit(" ", 1)[-1]
+        httpx.post(f"{base_url}/_sandbox/clock", json={"date": args.end}).raise_for_status()
+        httpx.post(f"{base_url}/_sandbox/exports", json={"polls_to_complete": 1}).raise_for_status()
+        per_row = python_objects_bytes_per_row(base_url)
+        report = next(r for r in EXPORT_REPORTS if r.label == "sales/transactions")
+        asset = build_export_asset(
+            report, dg.DailyPartitionsDefinition(start_date="2024-01-01"), sandbox=False
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            warehouse = Path(tmp) / "bench.duckdb"
+            started = time.perf_counter()
+            result = dg.materialize(
+                [asset],
+                resources={
+                    "marketplace": MarketplaceResource(
+                        developer_id=DEV,
+                        email=EMAIL,
+                        api_token=TOKEN,
+                        base_url=base_url,
+                        export_poll_interval=0.5,
+                    ),
+                    "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
+                },
+                tags={
+                    "dagster/asset_partition_range_start": args.start,
+                    "dagster/asset_partition_range_end": args.end,
+                },
+            )
+            elapsed = time.perf_counter() - started
+            assert result.success
+            with duckdb.connect(str(warehouse), read_only=True) as con:
+                rows = con.sql("SELECT count(*) FROM sales.transactions").fetchall()[0][0]
+            db_mb = warehouse.stat().st_size / 1e6
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    objects_mb = per_row * rows / 1e6
+    print(f"sales/transactions, {args.start}..{args.end}, sandbox volume {args.volume}: one run, one export")
+    print("| rows | wall time (s) | rows/s | peak RSS (MB) | as Python dicts (MB, est.) | DuckDB file (MB) |")
+    print("|---|---|---|---|---|---|")
+    cells = [f"{rows:,}", f"{elapsed:.0f}", f"{rows / elapsed:,.0f}", f"{peak_mb:,.0f}", f"{objects_mb:,.0f}"]
+    print("| " + " | ".join(cells) + f" | {db_mb:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
