@@ -102,7 +102,8 @@ class DagsterDev:
         response = httpx.post(
             f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
         )
-        response.raise_for_status()
+        if response.is_error:
+            raise AssertionError(f"GraphQL HTTP {response.status_code}: {response.text[:2000]}")
         body = response.json()
         if body.get("errors"):
             raise AssertionError(f"GraphQL errors: {body['errors']}")
