@@ -22,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 
+from marketplace_assets.api.errors import MarketplaceApiError
 from marketplace_assets.api.exports import ExportHandle, ExportStatus, export_status, start_export
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import ExportReport
@@ -35,6 +36,7 @@ class ExportSensorSettings:
     restart_backoff_seconds: float = 300
     max_polls: int = 25  # per tick: each poll is one HTTP request
     max_in_flight: int = 50
+    time_budget_seconds: float = 40  # stop polling for this tick after this long (ticks time out at 60 s)
 
 
 def _load(cursor: str | None) -> dict[str, Any]:
@@ -65,6 +67,7 @@ def evaluate_export_sensor(
     settings: ExportSensorSettings,
     now: Callable[[], float] = time.time,
 ) -> dg.SensorResult:
+    tick_started = time.monotonic()
     state = _load(context.cursor)
     requests: list[dg.RunRequest] = []
     last_key = partitions_def.get_last_partition_key()
@@ -93,7 +96,8 @@ def evaluate_export_sensor(
         still: list[dict[str, Any]] = []
         polls = 0
         for job in state["in_flight"]:
-            if polls >= settings.max_polls or now() < job.get("not_before", 0):
+            out_of_time = time.monotonic() - tick_started > settings.time_budget_seconds
+            if polls >= settings.max_polls or out_of_time or now() < job.get("not_before", 0):
                 still.append(job)
                 continue
             polls += 1
@@ -106,7 +110,12 @@ def evaluate_export_sensor(
                 still.append(job)
                 continue
             handle = ExportHandle.from_dict(job["handle"])
-            status, raw = export_status(client, handle)
+            try:
+                status, raw = export_status(client, handle)
+            except MarketplaceApiError as exc:
+                if exc.status != 404:
+                    raise
+                status, raw = ExportStatus.FAILED, "gone (404)"  # the service no longer knows it: start again
             if status is ExportStatus.COMPLETED:
                 context.log.info(
                     f"{report.label}: export {handle.export_id} for {window} is ready; requesting its run"

@@ -111,28 +111,52 @@ def test_dagster_dev_keeps_its_state_across_restarts_without_dagster_home(tmp_pa
         assert "default_limit" in (project / "dagster.yaml").read_text()
 
 
-def test_switching_the_transactions_sensor_on_fills_the_table(
+EXPORT_SENSORS = {
+    "sales_transactions_export_sensor": ("sales.transactions", "purchase_details_sale_date"),
+    "licenses_licenses_export_sensor": ("licenses.licenses", "last_updated"),
+    "marketing_attribution_export_sensor": ("marketing.attribution", "date"),
+}
+
+
+def test_switching_the_export_sensors_on_fills_the_tables(
     dev: DagsterDev, sandbox: Sandbox, warehouse: Path
 ) -> None:
-    """Nothing but the toggle: the sensor starts the export, polls it, and launches the run."""
+    """Nothing but the toggles: each sensor starts its export, polls it, and launches the run."""
     configure_exports(sandbox, polls_to_complete=1)
-    sensor = "sales_transactions_export_sensor"
-    assert dev.start_sensor(sensor) == "RUNNING"
+    for sensor in EXPORT_SENSORS:
+        assert dev.start_sensor(sensor) == "RUNNING"
     deadline = time.monotonic() + 300
-    runs: list[dict] = []
+    runs: dict[str, list[dict]] = {}
     while time.monotonic() < deadline:
-        runs = dev.runs({"dagster/sensor_name": sensor})
-        if any(r["status"] in ("SUCCESS", "FAILURE") for r in runs):
+        runs = {sensor: dev.runs({"dagster/sensor_name": sensor}) for sensor in EXPORT_SENSORS}
+        if all(any(r["status"] in ("SUCCESS", "FAILURE") for r in found) for found in runs.values()):
             break
         time.sleep(2)
-    assert [r["status"] for r in runs] == ["SUCCESS"], [
-        dev.run_errors(r["runId"]) for r in runs
-    ] or dev.log_tail()
-    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
     yesterday = date.today() - timedelta(days=1)
-    assert tags["dagster/asset_partition_range_end"] == yesterday.isoformat()
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        dates = con.sql("SELECT DISTINCT purchase_details_sale_date FROM sales.transactions").pl()
-    assert dates.height > 0
-    assert dates.to_series().max() <= yesterday
-    assert dates.to_series().min() >= date.fromisoformat(tags["dagster/asset_partition_range_start"])
+    for sensor, (table, column) in EXPORT_SENSORS.items():
+        found = runs.get(sensor, [])
+        assert [r["status"] for r in found] == ["SUCCESS"], [
+            dev.run_errors(r["runId"]) for r in found
+        ] or dev.log_tail()
+        tags = {t["key"]: t["value"] for t in found[0]["tags"]}
+        assert tags["dagster/asset_partition_range_end"] == yesterday.isoformat()
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            dates = con.sql(f"SELECT DISTINCT {column} FROM {table}").pl().to_series()
+        assert dates.len() > 0, table
+        assert dates.max() <= yesterday and dates.min() >= date.fromisoformat(
+            tags["dagster/asset_partition_range_start"]
+        )
+
+
+def test_a_quarter_of_transactions_from_the_ui_is_one_run_with_one_export(
+    dev: DagsterDev, sandbox: Sandbox
+) -> None:
+    sandbox.reset_stats()
+    days = [(date(2025, 1, 1) + timedelta(days=i)).isoformat() for i in range(90)]
+    backfill_id = dev.launch_backfill([["sales", "transactions"]], days)
+    status = dev.wait_for_backfill(backfill_id)
+    runs = dev.runs({"dagster/backfill": backfill_id})
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), [dev.run_errors(r["runId"]) for r in runs]
+    assert len(runs) == 1
+    starts = {p: n for p, n in sandbox.stats()["by_path"].items() if p.endswith("/async/export")}
+    assert list(starts.values()) == [1], starts

@@ -232,3 +232,30 @@ def test_license_history_keeps_every_version(sandbox: Sandbox, base_url: str, tm
     assert current["app_entitlement_number"].n_unique() == current.height
     # Every license of the account, including those last changed long before the start date.
     assert current["last_updated"].min() < date(2024, 1, 1)
+
+
+def test_a_tick_does_bounded_work_with_hundreds_of_exports_in_flight(sandbox: Sandbox, base_url: str) -> None:
+    report = REPORTS["sales/transactions"]
+    last = DAILY.get_last_partition_key()
+    handle = {"status_href": "/rest/3/x/status", "download_href": "/rest/3/x", "accept": "csv"}
+    jobs = [
+        {
+            "start": last,
+            "end": last,
+            "attempt": 1,
+            "started": 0,
+            "handle": {**handle, "export_id": f"lost-{i}"},
+        }
+        for i in range(300)
+    ]
+    cursor = json.dumps({"last_started": last, "in_flight": jobs})
+    sandbox.reset_stats()
+    result, new_cursor = tick(
+        build_export_sensor(report, DAILY, FAST), base_url, cursor, dg.DagsterInstance.ephemeral()
+    )
+    assert sandbox.stats()["requests"] == FAST.max_polls, "one status poll per job, at most max_polls a tick"
+    assert result.run_requests == []
+    state = json.loads(new_cursor)
+    assert len(state["in_flight"]) == 300
+    # The exports the service no longer knows (404) are restarted, not crashed on.
+    assert sum(job["attempt"] == 2 for job in state["in_flight"]) == FAST.max_polls

@@ -122,6 +122,26 @@ def download_export(client: MarketplaceClient, handle: ExportHandle) -> Path:
         raise
 
 
+def await_download(
+    client: MarketplaceClient,
+    handle: ExportHandle,
+    lifecycle: Lifecycle,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Path:
+    """Download a finished export, polling again while it answers "being processed" (up to the deadline)."""
+    started = clock()
+    while True:
+        try:
+            return download_export(client, handle)
+        except ExportNotReadyError:
+            if clock() - started > lifecycle.deadline:
+                raise ExportFailedError(
+                    f"export {handle.export_id} was still being processed after {lifecycle.deadline:.0f}s"
+                ) from None
+            sleep(lifecycle.poll_interval)
+
+
 @dataclass(frozen=True)
 class Lifecycle:
     """How long to wait for an export and how often to start it again."""
