@@ -26,6 +26,7 @@ from marketplace_assets.api.errors import MarketplaceApiError
 from marketplace_assets.api.exports import ExportHandle, ExportStatus, export_status, start_export
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import ExportReport
+from marketplace_assets.reports.fetch import Window
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,7 @@ def evaluate_export_sensor(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(state, separators=(",", ":")))
 
 
-def _window(job: dict[str, Any]) -> Any:
-    from marketplace_assets.reports.fetch import Window
-
+def _window(job: dict[str, Any]) -> Window:
     return Window(date.fromisoformat(job["start"]), date.fromisoformat(job["end"]))
 
 

@@ -79,6 +79,16 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
 
 
 # -- product catalog ----------------------------------------------------------------------------------
+def store_snapshot(base_url: str, tmp_path: Path) -> tuple[Path, pl.DataFrame]:
+    """A warehouse holding the served snapshot, and its rows: what a failed run must leave untouched."""
+    warehouse = tmp_path / "w.duckdb"
+    result = materialize(
+        "catalog/product_catalog", resources(base_url, warehouse), partition_key=SNAPSHOT.isoformat()
+    )
+    assert result.success
+    return warehouse, rows(warehouse, "catalog.product_catalog").sort(pl.all())
+
+
 def test_catalog_snapshot_is_stored_for_its_day(sandbox: Sandbox, base_url: str, tmp_path: Path) -> None:
     warehouse = tmp_path / "w.duckdb"
     result = materialize(
@@ -92,11 +102,7 @@ def test_catalog_snapshot_is_stored_for_its_day(sandbox: Sandbox, base_url: str,
 
 
 def test_catalog_refuses_a_day_the_api_no_longer_serves(base_url: str, tmp_path: Path) -> None:
-    warehouse = tmp_path / "w.duckdb"
-    assert materialize(
-        "catalog/product_catalog", resources(base_url, warehouse), partition_key=SNAPSHOT.isoformat()
-    ).success
-    before = rows(warehouse, "catalog.product_catalog").sort(pl.all())
+    warehouse, before = store_snapshot(base_url, tmp_path)
     result = materialize(
         "catalog/product_catalog", resources(base_url, warehouse), partition_key="2025-02-09"
     )
@@ -109,11 +115,7 @@ def test_catalog_refuses_a_day_the_api_no_longer_serves(base_url: str, tmp_path:
 def test_catalog_expired_link_fails_clearly_and_stores_nothing(
     sandbox: Sandbox, base_url: str, tmp_path: Path
 ) -> None:
-    warehouse = tmp_path / "w.duckdb"
-    assert materialize(
-        "catalog/product_catalog", resources(base_url, warehouse), partition_key=SNAPSHOT.isoformat()
-    ).success
-    before = rows(warehouse, "catalog.product_catalog").sort(pl.all())
+    warehouse, before = store_snapshot(base_url, tmp_path)
     # Links last 1 s and the object store answers after 2 s: every link has expired by then (403).
     configure_catalog(sandbox.world, expires_in=1)
     sandbox.faults.add(FaultRule(path="_objects", kind="slow", delay=2.0))
@@ -131,11 +133,7 @@ def test_catalog_expired_link_fails_clearly_and_stores_nothing(
 def test_catalog_interrupted_download_fails_and_stores_nothing(
     sandbox: Sandbox, base_url: str, tmp_path: Path
 ) -> None:
-    warehouse = tmp_path / "w.duckdb"
-    assert materialize(
-        "catalog/product_catalog", resources(base_url, warehouse), partition_key=SNAPSHOT.isoformat()
-    ).success
-    before = rows(warehouse, "catalog.product_catalog").sort(pl.all())
+    warehouse, before = store_snapshot(base_url, tmp_path)
     sandbox.faults.add(FaultRule(path="_objects", kind="drop"))
     result = materialize(
         "catalog/product_catalog",

@@ -54,10 +54,6 @@ class ExportReport:
         return frame if inside.all() else frame.filter(inside)
 
 
-def _sale_dates(window: Window) -> dict[str, Any]:
-    return window.params()
-
-
 def _updated_since(window: Window) -> dict[str, Any]:
     return {"lastUpdated": window.start.isoformat()}
 
@@ -79,7 +75,7 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
             "purchase_details_maintenance_start_date",
             "purchase_details_maintenance_end_date",
         ),
-        params=_sale_dates,
+        params=Window.params,
     ),
     ExportReport(
         "licenses",
@@ -104,7 +100,7 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         "One partition per day.",
         partition_column="date",
         date_columns=("date",),
-        params=_sale_dates,
+        params=Window.params,
     ),
 )
 

@@ -97,6 +97,10 @@ class ApiRequest:
             raise ApiError(400, f"Invalid value '{raw}' for parameter '{name}': must be >= {minimum}")
         return value
 
+    def page(self, default_limit: int = 10, max_limit: int = 50) -> tuple[int, int]:
+        """(offset, limit) of an offset-paged request; `limit` is clamped silently, as the service does."""
+        return self.integer("offset", 0), min(self.integer("limit", default_limit, minimum=1), max_limit)
+
     def boolean(self, name: str, default: bool = False) -> bool:
         raw = self.one(name)
         if raw is None or raw == "":

@@ -45,7 +45,6 @@ from marketplace_assets.sandbox.sales_data import (
 
 DEV = r"/rest/3/reporting/developer-space/(?P<developerId>[^/]+)"
 EXPORT_ID = r"(?P<exportId>[^/]+)"
-MAX_PAGE = 50
 FORMATS = ("csv", "json")
 LICENSE_QUERY = (
     "{?productId*,startDate,endDate,text,tier*,dateType,licenseType*,partnerType*,hosting*,status*,"
@@ -190,8 +189,7 @@ def licenses(world: World, req: ApiRequest) -> Reply:
     """GET .../licenses: offset-paged licenses as of the clock (duplicate rows included, as live)."""
     as_of = clock(world)
     where, insights = license_filter(req, as_of)
-    limit = min(req.integer("limit", 10, minimum=1), MAX_PAGE)
-    offset = req.integer("offset", 0)
+    offset, limit = req.page()
     total, rows = license_page(world, where, as_of, offset, limit, insights)
     links = _page_links(world, req, "licenses", LICENSE_QUERY, offset, limit, total)
     return Reply({"_links": links, "totalCount": total, "licenses": rows})
@@ -201,8 +199,7 @@ def transactions(world: World, req: ApiRequest) -> Reply:
     """GET .../sales/transactions: offset-paged transaction line items as of the clock."""
     as_of = clock(world)
     where = transaction_filter(req, as_of)
-    limit = min(req.integer("limit", 10, minimum=1), MAX_PAGE)
-    offset = req.integer("offset", 0)
+    offset, limit = req.page()
     total, rows = transaction_page(world, where, as_of, offset, limit)
     links = _page_links(world, req, "sales/transactions", TRANSACTION_QUERY, offset, limit, total)
     return Reply({"_links": links, "totalCount": total, "transactions": rows})

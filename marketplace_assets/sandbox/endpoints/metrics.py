@@ -25,7 +25,6 @@ from marketplace_assets.sandbox.data import (
 from marketplace_assets.sandbox.endpoints.reporting import (
     AGGREGATIONS,
     DEV,
-    MAX_PAGE,
     date_window,
     dev_path,
     query_link,
@@ -222,8 +221,7 @@ def sale_metric_details(world: World, req: ApiRequest) -> Reply:
     """
     metric = _enum(req.params["saleMetric"], SALE_METRICS, "saleMetric")
     start, end = date_window(req, default_start=DATA_START)
-    limit = min(req.integer("limit", 10, minimum=1), MAX_PAGE)
-    offset = req.integer("offset", 0)
+    offset, limit = req.page()
     where = EventFilter(
         product_ids=frozenset(req.many("productId")) or None,
         hosting=EventFilter.loose(req.many("hosting")),

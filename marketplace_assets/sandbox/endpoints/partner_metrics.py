@@ -22,8 +22,7 @@ from marketplace_assets.sandbox.routing import ApiRequest, Reply, Route
 
 def partner_metrics(world: World, req: ApiRequest) -> Reply:
     """POST .../partner-metrics/developer-space/{developerId}: `{records: [...]}` for a page of periods."""
-    limit = min(req.integer("limit", DEFAULT_PERIODS, minimum=1), MAX_PERIODS)
-    offset = req.integer("offset", 0)
+    offset, limit = req.page(DEFAULT_PERIODS, MAX_PERIODS)
     query = parse_query(req.body, today(), limit)
     page = list(periods(query.start, query.end, query.granularity))[offset : offset + limit]
     return Reply({"records": metric_records(world, query, page)})

@@ -20,7 +20,6 @@ from marketplace_assets.sandbox.routing import ApiError, ApiRequest, Reply, Rout
 
 DEV = r"/rest/3/reporting/developer-space/(?P<developerId>[^/]+)"
 AGGREGATIONS = ("week", "month")
-MAX_PAGE = 50
 
 
 def date_window(req: ApiRequest, default_start: date | None = None) -> tuple[date, date]:
@@ -65,8 +64,7 @@ def evaluations(world: World, req: ApiRequest) -> Reply:
 def feedback_details(world: World, req: ApiRequest) -> Reply:
     """GET .../feedback/details: offset-paged feedback items, `limit` clamped to 50 silently."""
     start, end = date_window(req, default_start=DATA_START)
-    limit = min(req.integer("limit", 10, minimum=1), MAX_PAGE)
-    offset = req.integer("offset", 0)
+    offset, limit = req.page()
     where = FeedbackFilter(
         product_ids=frozenset(req.many("productId")) or None,
         hosting=FeedbackFilter.loose(req.many("hosting")),
