@@ -19,9 +19,11 @@ from marketplace_assets.assets.search_by_app import build_keywords_by_app_asset
 from marketplace_assets.export_sensors import build_export_sensor
 from marketplace_assets.jobs import update_app_listing
 from marketplace_assets.partitions import partitions_for
+from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.catalog import REPORTS
 from marketplace_assets.reports.partner_metrics import load_queries
 from marketplace_assets.reports.report import Cadence
+from marketplace_assets.schedules import build_schedules, sensor_status
 from marketplace_assets.sensors import marketplace_apps_sensor
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings, load_settings
 from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
@@ -48,6 +50,13 @@ def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
     )
 
 
+def pii_policy(settings: MarketplaceSettings) -> PiiPolicy:
+    """The PII policy; in hash mode the salt is bound to its variable, so the UI never shows it."""
+    if settings.pii == "hash":
+        return PiiPolicy(mode="hash", salt=dg.EnvVar("MARKETPLACE_PII_SALT"))
+    return PiiPolicy(mode=settings.pii)
+
+
 def _daily(settings: MarketplaceSettings) -> dg.TimeWindowPartitionsDefinition:
     daily = partitions_for(Cadence.DAILY, settings.start_date)
     assert daily is not None
@@ -71,7 +80,11 @@ def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
 
 
 def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
-    return [marketplace_apps_sensor, *(build_export_sensor(r, _daily(settings)) for r in EXPORT_REPORTS)]
+    # The apps sensor only reads the warehouse and adds partitions, so it always runs; the export sensors
+    # call the API and launch runs, so they follow MARKETPLACE_AUTOMATION like the schedules.
+    status = sensor_status(settings)
+    exports = (build_export_sensor(r, _daily(settings), default_status=status) for r in EXPORT_REPORTS)
+    return [marketplace_apps_sensor, *exports]
 
 
 def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
@@ -82,14 +95,18 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
             settings.warehouse_location,
         )
     warehouse = _env_or("MARKETPLACE_WAREHOUSE", settings.warehouse_location)
+    assets = build_assets(settings)
+    refresh_jobs, schedules = build_schedules(settings, assets)
     return dg.Definitions(
-        assets=build_assets(settings),
+        assets=assets,
         sensors=build_sensors(settings),
-        jobs=[update_app_listing],
+        schedules=schedules,
+        jobs=[update_app_listing, *refresh_jobs],
         resources={
             "marketplace": marketplace_resource(settings),
             "warehouse": WarehouseIOManager(warehouse=warehouse),
             "warehouse_store": WarehouseResource(warehouse=warehouse),
+            "pii": pii_policy(settings),
         },
     )
 

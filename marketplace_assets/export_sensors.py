@@ -174,7 +174,10 @@ def build_export_sensor(
     report: ExportReport,
     partitions_def: dg.TimeWindowPartitionsDefinition,
     settings: ExportSensorSettings = ExportSensorSettings(),
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
+    """`default_status` is the status the sensor ships with (MARKETPLACE_AUTOMATION); the UI can switch it."""
+
     @dg.sensor(
         name=f"{report.area}_{report.name}_export_sensor",
         description=(
@@ -184,7 +187,7 @@ def build_export_sensor(
         ),
         minimum_interval_seconds=settings.minimum_interval_seconds,
         target=dg.AssetSelection.assets(dg.AssetKey(report.key)),
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=default_status,
     )
     def _export_sensor(
         context: dg.SensorEvaluationContext, marketplace: MarketplaceResource

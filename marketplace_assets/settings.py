@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from typing import Literal
 
-from pydantic import SecretStr, ValidationError, field_validator
+from dagster._utils.schedules import is_valid_cron_string
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from marketplace_assets.api.client import DEFAULT_BASE_URL
@@ -39,16 +41,42 @@ class MarketplaceSettings(BaseSettings):
     start_date: date = date(2024, 1, 1)
     warehouse: str | None = None
     sandbox: bool | None = None
+    # What happens to customer contact fields (names, emails, phones, addresses): see pii.py.
+    pii: Literal["keep", "hash", "drop"] = "keep"
+    pii_salt: SecretStr | None = None
+    # Schedules re-materialize this many partitions before the newest complete one (late corrections).
+    lookback_days: int = Field(default=3, ge=0, le=60)
+    lookback_weeks: int = Field(default=1, ge=0, le=26)
+    lookback_months: int = Field(default=1, ge=0, le=12)
+    # The status schedules and export sensors ship with; either way they can be switched in the UI.
+    automation: Literal["stopped", "running"] = "stopped"
+    # When the schedules of each cadence tick (UTC), replacing the defaults in schedules.py. The tick time
+    # only says when to look: the availability rule (a period's end + 24 h) still decides the range.
+    cron_daily: str | None = None
+    cron_weekly: str | None = None
+    cron_monthly: str | None = None
 
     @field_validator("developer_id", "email", "warehouse", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("api_token", mode="before")
+    @field_validator("api_token", "pii_salt", mode="before")
     @classmethod
     def _blank_token_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cron_daily", "cron_weekly", "cron_monthly", mode="before")
+    @classmethod
+    def _cron_or_unset(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        # Dagster's own check: five fields, no seconds, no impossible dates (what a schedule accepts).
+        if not is_valid_cron_string(value.strip()):
+            raise ValueError("not a 5-field cron expression such as '0 3 * * *'")
+        return value.strip()
 
     @property
     def is_sandbox(self) -> bool:
@@ -84,12 +112,20 @@ def load_settings() -> MarketplaceSettings:
         problems = []
         for error in exc.errors():
             name = "MARKETPLACE_" + "_".join(str(p) for p in error["loc"]).upper()
-            shown = "" if "TOKEN" in name else f"={os.environ.get(name, error.get('input'))!r}"
+            shown = (
+                "" if "TOKEN" in name or "SALT" in name else f"={os.environ.get(name, error.get('input'))!r}"
+            )
             problems.append(f"{name}{shown}: {error['msg']}")
         raise ConfigurationError(
             "Invalid configuration: " + "; ".join(problems) + ". Fix the environment variable or .env entry "
             "(dates are YYYY-MM-DD, MARKETPLACE_SANDBOX is 1/0/true/false)."
         ) from None
+    if settings.pii == "hash" and settings.pii_salt is None:
+        raise ConfigurationError(
+            "MARKETPLACE_PII=hash needs MARKETPLACE_PII_SALT: a secret string that keeps the hashes stable "
+            "across runs and unguessable. Set it (and keep it: a new salt changes every hash), or choose "
+            "MARKETPLACE_PII=keep or drop."
+        )
     if not settings.is_sandbox and (missing := settings.missing_live_variables()):
         raise ConfigurationError(
             f"Live mode (MARKETPLACE_SANDBOX=0 or an API token set) needs {', '.join(missing)}. Set them, or "

@@ -16,10 +16,11 @@ from marketplace_assets.assets.reports import build_report_assets
 from marketplace_assets.reports.catalog import REPORTS, REPORTS_BY_KEY
 from marketplace_assets.sandbox import Sandbox
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID
-from marketplace_assets.warehouse import WarehouseIOManager
+from marketplace_assets_tests.resources import asset_resources
 
 START = "2025-01-01"
 FEB_WEEKS = ["2025-02-02", "2025-02-09", "2025-02-16", "2025-02-23"]
+SANDBOX = MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True)
 ASSETS = {a.key: a for a in build_report_assets(REPORTS, start_date=date.fromisoformat(START), sandbox=True)}
 
 
@@ -39,10 +40,9 @@ def materialize(
         }
     result = dg.materialize(
         [ASSETS[dg.AssetKey(key.split("/"))]],
-        resources={
-            "marketplace": MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True),
-            "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
-        },
+        resources=asset_resources(
+            MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True), warehouse
+        ),
         partition_key=partition,
         tags=tags,
         instance=dg.DagsterInstance.ephemeral(),
@@ -77,7 +77,12 @@ def test_weekly_range_is_one_run_and_equals_the_week_by_week_runs(tmp_path: Path
     by_range = table(ranged, "evaluations.by_hosting").sort(pl.all())
     by_week = table(weekly, "evaluations.by_hosting").sort(pl.all())
     assert by_range.equals(by_week)
-    assert metadata["dagster/row_count"].value == by_range.height
+    # Each partition carries its own row count and figures, not the run's total copied onto all four.
+    for event in result.get_asset_materialization_events():
+        week = by_range.filter(pl.col("date").cast(pl.String) == event.partition)
+        figures = event.materialization.metadata
+        assert figures["dagster/row_count"].value == week.height == 3 * (1 + len(Sandbox().apps))
+        assert figures["total_count"].value == week.filter(pl.col("scope") == "total")["count"].sum()
     apps = len(Sandbox().apps)
     # 3 hosting series, for the total and each app, in each of the 4 weeks.
     assert by_range.height == 3 * (1 + apps) * 4

@@ -15,7 +15,7 @@ from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.settings import MarketplaceSettings
-from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
+from marketplace_assets_tests.resources import asset_resources
 
 DEV, EMAIL, TOKEN = "catalog-dev", "catalog@example.com", "catalog-Token-1234567890"
 # (range start, range end, one partition inside it) per partitions definition's cron.
@@ -54,11 +54,8 @@ def base_url(sandbox: Sandbox):
 
 
 def resources(base_url: str, warehouse: Path) -> dict:
-    return {
-        "marketplace": MarketplaceResource(developer_id=DEV, email=EMAIL, api_token=TOKEN, base_url=base_url),
-        "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
-        "warehouse_store": WarehouseResource(warehouse=str(warehouse)),
-    }
+    marketplace = MarketplaceResource(developer_id=DEV, email=EMAIL, api_token=TOKEN, base_url=base_url)
+    return asset_resources(marketplace, warehouse)
 
 
 def tables(warehouse: Path, assets: list[dg.AssetsDefinition]) -> dict[str, pl.DataFrame]:

@@ -19,7 +19,7 @@ from marketplace_assets.export_sensors import ExportSensorSettings, build_export
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
 from marketplace_assets.sandbox.licensing_data import set_clock
-from marketplace_assets.warehouse import WarehouseIOManager
+from marketplace_assets_tests.resources import asset_resources
 
 DEV, EMAIL, TOKEN = "export-dev", "export@example.com", "export-Token-1234567890"
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -51,10 +51,7 @@ def marketplace(base_url: str) -> MarketplaceResource:
 def materialize(assets: list, base_url: str, warehouse: Path, **kw) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         assets,
-        resources={
-            "marketplace": marketplace(base_url),
-            "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
-        },
+        resources=asset_resources(marketplace(base_url), warehouse, kw.pop("pii", None)),
         instance=kw.pop("instance", None) or dg.DagsterInstance.ephemeral(),
         **kw,
     )

@@ -21,7 +21,8 @@ from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.sandbox.object_store import configure_catalog, set_catalog_date
 from marketplace_assets.sensors import marketplace_apps_sensor
 from marketplace_assets.settings import MarketplaceSettings
-from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
+from marketplace_assets.warehouse import WarehouseResource
+from marketplace_assets_tests.resources import asset_resources
 
 DEV, EMAIL, TOKEN = "special-dev", "special@example.com", "special-Token-1234567890"
 SNAPSHOT = date(2025, 2, 10)
@@ -47,13 +48,10 @@ def base_url(sandbox: Sandbox):
 
 
 def resources(base_url: str, warehouse: Path, **marketplace: object) -> dict:
-    return {
-        "marketplace": MarketplaceResource(
-            developer_id=DEV, email=EMAIL, api_token=TOKEN, base_url=base_url, **marketplace
-        ),
-        "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
-        "warehouse_store": WarehouseResource(warehouse=str(warehouse)),
-    }
+    resource = MarketplaceResource(
+        developer_id=DEV, email=EMAIL, api_token=TOKEN, base_url=base_url, **marketplace
+    )
+    return asset_resources(resource, warehouse)
 
 
 def materialize(

@@ -1,6 +1,13 @@
-"""What every Marketplace asset shares: the decorator's settings, the sandbox note, the run's metadata."""
+"""What every Marketplace asset shares: the decorator's settings, the sandbox note, the run's metadata.
 
-from collections.abc import Callable, Mapping, Sequence
+Every asset body fetches and parses, then returns `run.output(frame)`. The decorator does the rest the
+same way for all of them (`_finish`): the PII policy, the asset checks, per-partition figures, a
+preview, and a failure message that names the report, the partitions and the API's answer.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -8,7 +15,16 @@ import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.client import MarketplaceClient
+from marketplace_assets.api.errors import MarketplaceError
 from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.checks import check_specs, evaluate_checks, failed_before_write
+from marketplace_assets.monitoring import figures_by_partition, freshness_policy_for, preview_markdown
+from marketplace_assets.partitions import to_window
+from marketplace_assets.pii import PiiPolicy
+from marketplace_assets.reports.fetch import Window
+from marketplace_assets.reports.invariants import Invariants
+from marketplace_assets.warehouse import WarehouseResource
+from marketplace_assets.warehouse.base import TableRef
 
 # Every asset that calls the Marketplace shares this pool, so big backfills cannot hammer the API.
 API_POOL = "marketplace_api"
@@ -33,16 +49,24 @@ def marketplace_asset(
     single_run_backfills: bool = True,
     deps: Sequence[dg.AssetKey] = (),
     automation_condition: dg.AutomationCondition | None = None,
+    invariants: Invariants | None = None,
     **metadata: Any,
-) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+) -> Callable[[Callable[..., dg.Output[pl.DataFrame]]], dg.AssetsDefinition]:
     """`dg.asset` with what every Marketplace asset has: its area as group, the kinds, the API pool, the
-    warehouse IO manager, the source in its metadata, and (when partitioned) single-run backfills, so a
-    backfill of any range is one run."""
+    warehouse IO manager, the source in its metadata, a freshness policy for its cadence, its checks,
+    and (when partitioned) single-run backfills, so a backfill of any range is one run."""
     definition_metadata: dict[str, Any] = {"source": "sandbox" if sandbox else "live", **metadata}
     if partition_expr is not None:
         definition_metadata["partition_expr"] = partition_expr
     single_run = partitions_def is not None and single_run_backfills
-    return dg.asset(
+    monitoring = _Monitoring(
+        dg.AssetKey(list(key)),
+        invariants or Invariants(),
+        _date_column(partitions_def, partition_expr),
+        partition_expr,
+        tuple(metadata.get("merge_keys") or ()),
+    )
+    asset = dg.asset(
         key=list(key),
         group_name=key[0],
         description=description,
@@ -54,7 +78,130 @@ def marketplace_asset(
         io_manager_key="warehouse",
         deps=list(deps),
         automation_condition=automation_condition,
+        freshness_policy=freshness_policy_for(partitions_def),
+        check_specs=check_specs(monitoring.key, monitoring.invariants, date_column=monitoring.date_column),
     )
+
+    def decorate(body: Callable[..., dg.Output[pl.DataFrame]]) -> dg.AssetsDefinition:
+        @functools.wraps(body)
+        def run_and_finish(
+            context: dg.AssetExecutionContext,
+            *args: Any,
+            pii: PiiPolicy,
+            warehouse_store: WarehouseResource,
+            **kwargs: Any,
+        ) -> Iterator[Any]:
+            try:
+                output = body(context, *args, **kwargs)
+            except MarketplaceError as exc:
+                # The API's own words, with what was being fetched: enough to act on from the run page.
+                raise dg.Failure(
+                    description=f"{monitoring.label}, {_run_scope(context)}: {exc}",
+                    metadata={"report": monitoring.label, "partitions": _run_scope(context)},
+                ) from exc
+            yield from _finish(context, output, monitoring, pii, warehouse_store)
+
+        _add_parameters(run_and_finish, body, pii=PiiPolicy, warehouse_store=WarehouseResource)
+        return asset(run_and_finish)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class _Monitoring:
+    """What `_finish` needs to know about an asset beyond its context."""
+
+    key: dg.AssetKey
+    invariants: Invariants
+    date_column: str | None
+    partition_expr: str | Mapping[str, str] | None
+    merge_keys: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return "/".join(self.key.path)
+
+
+def _add_parameters(wrapper: Callable[..., Any], body: Callable[..., Any], **resources: type) -> None:
+    """Give the wrapper the body's signature plus the resources `_finish` needs, so Dagster (which reads
+    the signature to bind resources) passes them in without every asset body declaring them."""
+    signature = inspect.signature(body)
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=t) for n, t in resources.items()]
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**body.__annotations__, **resources}
+
+
+def _finish(
+    context: dg.AssetExecutionContext,
+    output: dg.Output[pl.DataFrame],
+    monitoring: _Monitoring,
+    pii: PiiPolicy,
+    warehouse_store: WarehouseResource,
+) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
+    """Apply the PII policy, evaluate the checks, attach per-partition figures, then hand the frame
+    to the IO manager. Rows outside the run's partitions stop the run before anything is written."""
+    frame, changed = pii.apply(output.value)
+    stored = warehouse_store.open().table_columns(TableRef.from_asset_key(monitoring.key.path))
+    window = _run_window(context) if monitoring.date_column else None
+    results = evaluate_checks(
+        frame, monitoring.invariants, date_column=monitoring.date_column, window=window, stored_columns=stored
+    )
+    if (outside := failed_before_write(results)) is not None:
+        yield from results
+        raise dg.Failure(
+            description=f"{monitoring.label}, {_run_scope(context)}: {outside.description} Nothing was "
+            "written: the API answered for other dates than asked, or the partition column is wrong.",
+        )
+    if context.has_partition_key or context.has_partition_key_range:
+        counted = frame.unique(list(monitoring.merge_keys), keep="last") if monitoring.merge_keys else frame
+        assert monitoring.partition_expr is not None
+        per_partition = figures_by_partition(
+            counted,
+            context.assets_def.partitions_def,  # type: ignore[arg-type]
+            list(context.partition_keys),
+            monitoring.partition_expr,
+            monitoring.invariants.all_figures(),
+        )
+        for partition_key, values in per_partition.items():
+            context.add_asset_metadata(values, partition_key=partition_key)
+    metadata = {
+        **output.metadata,
+        "pii": pii.describe(changed),
+        "preview": dg.MetadataValue.md(preview_markdown(frame)),
+    }
+    yield dg.Output(frame, metadata=metadata)
+    yield from results
+
+
+def _date_column(
+    partitions_def: dg.PartitionsDefinition | None, partition_expr: str | Mapping[str, str] | None
+) -> str | None:
+    """The column the time partitions are cut on, if the asset has one."""
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) and isinstance(partition_expr, str):
+        return partition_expr
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition) and isinstance(partition_expr, Mapping):
+        for dimension in partitions_def.partitions_defs:
+            if isinstance(dimension.partitions_def, dg.TimeWindowPartitionsDefinition):
+                return partition_expr.get(dimension.name)
+    return None
+
+
+def _run_window(context: dg.AssetExecutionContext) -> Window | None:
+    try:
+        return to_window(context.partition_time_window)
+    except Exception:  # no single time window (e.g. several apps of a grid): no date check
+        return None
+
+
+def _run_scope(context: dg.AssetExecutionContext) -> str:
+    if context.has_partition_key_range:
+        key_range = context.partition_key_range
+        if key_range.start == key_range.end:
+            return f"partition {key_range.start}"
+        return f"partitions {key_range.start}..{key_range.end}"
+    if context.has_partition_key:
+        return f"partition {context.partition_key}"
+    return "whole table"
 
 
 @dataclass

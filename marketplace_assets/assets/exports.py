@@ -19,6 +19,7 @@ from marketplace_assets.assets.common import describe, marketplace_asset, start_
 from marketplace_assets.partitions import window_of
 from marketplace_assets.reports.export_files import read_export
 from marketplace_assets.reports.fetch import Window
+from marketplace_assets.reports.invariants import Invariants
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class ExportReport:
     params: Callable[[Window], dict[str, Any]]
     merge_keys: tuple[str, ...] = ()  # set: versions are merged, never replaced
     lookback_days: int = 3  # the sensor re-exports this many recent days for late corrections
+    invariants: Invariants = field(default_factory=Invariants)
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -76,6 +78,14 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
             "purchase_details_maintenance_end_date",
         ),
         params=Window.params,
+        invariants=Invariants(
+            unique_keys=("transaction_line_item_id",),
+            figures={
+                "vendor_amount": pl.col("purchase_details_vendor_amount").sum(),
+                "purchase_price": pl.col("purchase_details_purchase_price").sum(),
+                "transactions": pl.col("transaction_id").n_unique(),
+            },
+        ),
     ),
     ExportReport(
         "licenses",
@@ -91,6 +101,12 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         params=_updated_since,
         merge_keys=("app_entitlement_number", "last_updated"),
         lookback_days=5,  # lastUpdated is day-granular and revisions arrive late (API_FACTS)
+        # The service has sent duplicate license rows (API_FACTS); the merge keeps one, so only warn.
+        invariants=Invariants(
+            unique_keys=("app_entitlement_number", "last_updated"),
+            duplicates_are_errors=False,
+            figures={"licenses": pl.col("app_entitlement_number").n_unique()},
+        ),
     ),
     ExportReport(
         "marketing",
@@ -101,6 +117,10 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         partition_column="date",
         date_columns=("date",),
         params=Window.params,
+        invariants=Invariants(
+            non_negative=("visits", "unique_visitors", "evaluations", "installs"),
+            figures={n: pl.col(n).sum() for n in ("visits", "evaluations", "installs")},
+        ),
     ),
 )
 
@@ -129,6 +149,7 @@ def build_export_asset(
         sandbox=sandbox,
         partitions_def=partitions_def,
         partition_expr=report.partition_column,
+        invariants=report.invariants,
         **extra,
     )
     def _export_asset(
@@ -181,6 +202,7 @@ def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
         sandbox=sandbox,
         deps=[dg.AssetKey(["licenses", "licenses"])],
         automation_condition=dg.AutomationCondition.eager(),
+        invariants=Invariants(unique_keys=("app_entitlement_number",)),
     )
     def current_licenses(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource

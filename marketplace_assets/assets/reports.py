@@ -27,6 +27,7 @@ def build_report_asset(report: Report, *, start_date: date, sandbox: bool) -> dg
         sandbox=sandbox,
         partitions_def=partitions_def,
         partition_expr=report.partition_column if partitions_def is not None else None,
+        invariants=report.invariants,
         endpoint=report.endpoint,
     )
     def _report_asset(

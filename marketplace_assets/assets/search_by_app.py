@@ -6,6 +6,7 @@ import polars as pl
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import describe, marketplace_asset, start_run
 from marketplace_assets.partitions import APPS, to_window
+from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.reports.parsers import parse_product_keywords
 
 PATH = "reporting/developer-space/{developerId}/products/{productId}/search-keywords"
@@ -30,6 +31,7 @@ def build_keywords_by_app_asset(*, start_date: str, sandbox: bool) -> dg.AssetsD
         sandbox=sandbox,
         partitions_def=grid,
         partition_expr={"month": "month", "app": "product_id"},
+        invariants=Invariants(non_negative=("count",)),
     )
     def keywords_by_app(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource

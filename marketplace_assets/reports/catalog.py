@@ -12,6 +12,7 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from marketplace_assets.reports.invariants import Invariants, time_series
 from marketplace_assets.reports.report import Cadence, Family, Report
 
 REPORTING = "reporting/developer-space/{developerId}"
@@ -25,6 +26,7 @@ def _series(
     area: str, name: str, path: str, summary: str, cadence: Cadence = Cadence.WEEKLY, **kw: object
 ) -> Report:
     window = WEEKLY_WINDOW if cadence == Cadence.WEEKLY else MONTHLY_WINDOW
+    kw.setdefault("invariants", time_series())
     return Report(area, name, path, Family.TIME_SERIES, cadence, summary, window, **kw)  # type: ignore[arg-type]
 
 
@@ -36,6 +38,7 @@ def _evaluations(metric: str) -> Report:
         f"New app evaluations (trials started) by {metric}, for all apps together (scope=total) "
         "and for each app.",
         path_params={"metric": metric},
+        invariants=time_series("count"),
     )
 
 
@@ -47,6 +50,8 @@ def _transactions_by(metric: str) -> Report:
         f"Sales by {metric}: transaction count, net count (refunds netted out) and revenue in USD, "
         "for all apps and for each app.",
         path_params={"metric": metric},
+        # net_count and revenue go negative in a week of refunds.
+        invariants=time_series("count", "net_count", "revenue"),
     )
 
 
@@ -69,6 +74,10 @@ def _sale_metric(metric: str) -> Report:
         _SALE_METRICS[metric],
         path_params={"metric": metric},
         per_period=metric == "churn",
+        # Churn's uniqueTotal counts unique customers: never negative, but not additive over apps.
+        invariants=time_series(
+            "count", non_negative=("count", "unique_total") if metric == "churn" else ("count",)
+        ),
     )
 
 
@@ -87,11 +96,18 @@ def _sale_events(metric: str) -> Report:
         partition_column="event_date",
         date_columns=("event_date", "last_updated", "maintenance_start_date", "maintenance_end_date"),
         base_schema={"event_date": pl.Date(), "addon_key": pl.String(), "product_id": pl.String()},
+        invariants=Invariants(
+            unique_keys=("app_entitlement_number", "event_date", "transaction_id"),
+            non_negative=("months_valid",),
+            figures={"events": pl.len(), "licenses": pl.col("app_entitlement_number").n_unique()},
+        ),
     )
 
 
-def _scoped(area: str, name: str, path: str, summary: str, window: str = MONTHLY_WINDOW) -> Report:
-    return Report(area, name, path, Family.SCOPED_RECORDS, Cadence.MONTHLY, summary, window)
+def _scoped(area: str, name: str, path: str, summary: str, *counts: str) -> Report:
+    invariants = Invariants(unique_keys=("scope", "product_id", "date"), non_negative=counts)
+    return Report(area, name, path, Family.SCOPED_RECORDS, Cadence.MONTHLY, summary, MONTHLY_WINDOW,
+                  invariants=invariants)  # fmt: skip
 
 
 def _insights(name: str, path: str, what: str) -> Report:
@@ -103,10 +119,11 @@ def _insights(name: str, path: str, what: str) -> Report:
         Cadence.MONTHLY,
         f"Your apps' users by {what}: user count, share of your users, and the Marketplace benchmark ratio.",
         MONTHLY_WINDOW + " One row per month and group.",
+        invariants=Invariants(non_negative=("users_distribution_users_count",)),
     )
 
 
-def _keywords(name: str, path: str, summary: str) -> Report:
+def _keywords(name: str, path: str, summary: str, invariants: Invariants) -> Report:
     return Report(
         "search",
         name,
@@ -116,6 +133,7 @@ def _keywords(name: str, path: str, summary: str) -> Report:
         summary,
         "One partition per month; the figures cover that month, and each row's date is the month's 1st.",
         per_period=True,
+        invariants=invariants,
     )
 
 
@@ -156,6 +174,10 @@ REPORTS: tuple[Report, ...] = (
         "One partition per day: the export takes a single date (ranges are ignored), so a range is one "
         "download per day.",
         per_period=True,
+        invariants=Invariants(
+            unique_keys=("app_entitlement_number", "date"),
+            figures={"licenses": pl.col("app_entitlement_number").n_unique()},
+        ),
     ),
     # -- feedback --------------------------------------------------------------------------------------
     Report(
@@ -169,6 +191,7 @@ REPORTS: tuple[Report, ...] = (
         "One partition per day, by the date the feedback was given.",
         records_key="feedback",
         base_schema=FEEDBACK_SCHEMA,
+        invariants=Invariants(figures={"feedback_entries": pl.len()}),
     ),
     *(
         _series(
@@ -177,6 +200,7 @@ REPORTS: tuple[Report, ...] = (
             REPORTING + "/feedback/metrics/{metric}",
             f"Feedback counts by {m}, for all apps and for each app.",
             path_params={"metric": m},
+            invariants=time_series("count"),
         )
         for m in ("reason", "type")
     ),
@@ -187,6 +211,8 @@ REPORTS: tuple[Report, ...] = (
         REPORTING + "/sales/metrics/churn/benchmark",
         "Each app's monthly churn rate and isolated churn rate beside the Marketplace benchmark. The "
         "Marketplace publishes it 2-3 months late.",
+        "churned_licenses",
+        "total_licenses",
     ),
     _scoped(
         "benchmarks",
@@ -194,6 +220,7 @@ REPORTS: tuple[Report, ...] = (
         REPORTING + "/benchmark/evaluations",
         "Monthly evaluation counts, month-over-month and year-to-date growth and percentiles against all "
         "partners (total) and against apps on the same base product (per app). Updated monthly.",
+        "evaluation_count",
     ),
     _scoped(
         "benchmarks",
@@ -212,16 +239,19 @@ REPORTS: tuple[Report, ...] = (
         "top_keywords_marketplace",
         "/search-keywords/source/marketplace",
         "The keywords people searched the Marketplace website with, and each one's share of searches.",
+        Invariants(unique_keys=("date", "search_keyword"), non_negative=("percentage",)),
     ),
     _keywords(
         "top_keywords_embedded_marketplace",
         "/search-keywords/source/embedded-marketplace",
         "The keywords people searched the in-product (embedded) Marketplace with, and each one's share.",
+        Invariants(unique_keys=("date", "search_keyword"), non_negative=("percentage",)),
     ),
     _keywords(
         "zero_result_keywords",
         "/zero-search-results-keywords/source/marketplace",
         "Marketplace searches that found no app, with the filters used: demand nobody serves yet.",
+        Invariants(non_negative=("count",), figures={"searches": pl.col("count").sum()}),
     ),
     Report(
         "search",
@@ -233,6 +263,9 @@ REPORTS: tuple[Report, ...] = (
         "row has all apps' appearances and the top keyword.",
         WEEKLY_WINDOW + " The leading keyword is the week's, so each week is requested on its own.",
         per_period=True,
+        invariants=Invariants(
+            unique_keys=("scope", "product_id", "date"), non_negative=("count", "search_appearances")
+        ),
     ),
     # -- app requests ----------------------------------------------------------------------------------
     _scoped(
@@ -240,6 +273,8 @@ REPORTS: tuple[Report, ...] = (
         "approvals",
         REPORTING + "/app-requests-and-approvals",
         "Requests by end users for an admin to install your apps, how many were approved, and the rate.",
+        "app_requests",
+        "app_requests_approved",
     ),
     # -- listings --------------------------------------------------------------------------------------
     Report(
@@ -256,6 +291,7 @@ REPORTS: tuple[Report, ...] = (
         partition_column=None,
         date_columns=(),
         base_schema=LISTING_SCHEMA,
+        invariants=Invariants(unique_keys=("product_id",)),
     ),
 )
 

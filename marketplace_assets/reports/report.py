@@ -11,6 +11,8 @@ from urllib.parse import quote
 import dagster as dg
 import polars as pl
 
+from marketplace_assets.reports.invariants import Invariants
+
 
 class Cadence(StrEnum):
     DAILY = "daily"
@@ -50,6 +52,8 @@ class Report:
     # cannot be split afterwards: the run asks once per partition period and stamps each answer with
     # its period's start in `date`.
     per_period: bool = False
+    # What must hold of the rows (asset checks) and the figures plotted per partition.
+    invariants: Invariants = field(default_factory=Invariants)
 
     @property
     def key(self) -> dg.AssetKey:

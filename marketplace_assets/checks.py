@@ -1,0 +1,203 @@
+"""Asset checks: the invariants a report's rows must satisfy, evaluated on every materialization.
+
+They run inside the asset, on exactly the rows being written (after the PII policy), so each result
+speaks about the partitions of that run. A report states its invariants in the catalog
+(`reports/invariants.py`); every asset also gets `no_new_fields` and, when partitioned by time,
+`dates_in_partition`. Checks whose data the asset does not have are not declared at all, so the UI
+shows only checks that mean something for that asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+import polars as pl
+
+from marketplace_assets.reports.fetch import Window
+from marketplace_assets.reports.invariants import DIMENSIONS, TOTAL, Invariants
+
+UNIQUE = "unique_keys"
+NON_NEGATIVE = "non_negative_counts"
+TOTALS = "totals_match_apps"
+DATES = "dates_in_partition"
+NEW_FIELDS = "no_new_fields"
+# Totals are compared to the cent: amounts arrive as floats with at most two decimals.
+CENT = 0.005
+_APP_COLUMNS = ("scope", "addon_key", "product_id", "app_name")
+
+
+def check_specs(
+    key: dg.AssetKey, invariants: Invariants, *, date_column: str | None
+) -> list[dg.AssetCheckSpec]:
+    """The checks an asset declares, from its invariants and its partition column."""
+    specs = []
+    if invariants.unique_keys:
+        keys = (
+            "every non-numeric column"
+            if invariants.unique_keys == DIMENSIONS
+            else _names(invariants.unique_keys)
+        )
+        specs.append(dg.AssetCheckSpec(UNIQUE, asset=key, description=f"No two rows share {keys}."))
+    if invariants.non_negative:
+        specs.append(
+            dg.AssetCheckSpec(
+                NON_NEGATIVE, asset=key, description=f"{_names(invariants.non_negative)} are never negative."
+            )
+        )
+    if invariants.additive:
+        specs.append(
+            dg.AssetCheckSpec(
+                TOTALS,
+                asset=key,
+                description=f"Each total row's {_names(invariants.additive)} equals the sum over the app "
+                "rows of the same date, dataset, series and attributes, to the cent.",
+            )
+        )
+    if date_column:
+        specs.append(
+            dg.AssetCheckSpec(
+                DATES, asset=key, description=f"Every row's {date_column} lies inside the run's partitions."
+            )
+        )
+    specs.append(
+        dg.AssetCheckSpec(
+            NEW_FIELDS,
+            asset=key,
+            description="Warns when the API sends a field the warehouse table has not had before "
+            "(the column is added; check the parser and the docs).",
+        )
+    )
+    return specs
+
+
+def evaluate_checks(
+    frame: pl.DataFrame,
+    invariants: Invariants,
+    *,
+    date_column: str | None,
+    window: Window | None,
+    stored_columns: Mapping[str, str],
+) -> list[dg.AssetCheckResult]:
+    """One result per declared check (same order as `check_specs`)."""
+    results = []
+    if invariants.unique_keys:
+        results.append(unique_keys(frame, invariants.unique_keys, errors=invariants.duplicates_are_errors))
+    if invariants.non_negative:
+        results.append(non_negative(frame, invariants.non_negative))
+    if invariants.additive:
+        results.append(totals_match_apps(frame, invariants.additive))
+    if date_column:
+        results.append(dates_in_partition(frame, date_column, window))
+    results.append(no_new_fields(frame, stored_columns))
+    return results
+
+
+def unique_keys(frame: pl.DataFrame, keys: Sequence[str], *, errors: bool = True) -> dg.AssetCheckResult:
+    columns = _dimensions(frame) if tuple(keys) == DIMENSIONS else [k for k in keys if k in frame.columns]
+    severity = dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN
+    if not columns or not frame.height:
+        return dg.AssetCheckResult(check_name=UNIQUE, passed=True, metadata={"rows": frame.height})
+    repeated = frame.filter(pl.struct(columns).is_duplicated())
+    metadata: dict[str, object] = {
+        "key": ", ".join(columns),
+        "rows": frame.height,
+        "rows_repeating_a_key": repeated.height,
+    }
+    if repeated.height:
+        metadata["example"] = _example(repeated.select(columns))
+    return dg.AssetCheckResult(
+        check_name=UNIQUE, passed=repeated.height == 0, severity=severity, metadata=metadata
+    )
+
+
+def non_negative(frame: pl.DataFrame, columns: Sequence[str]) -> dg.AssetCheckResult:
+    present = [c for c in columns if c in frame.columns and frame.schema[c].is_numeric()]
+    negatives = {c: int(frame.get_column(c).lt(0).sum()) for c in present}
+    metadata: dict[str, object] = {f"negative_{c}": n for c, n in negatives.items()}
+    bad = [c for c, n in negatives.items() if n]
+    if bad:
+        metadata["example"] = _example(frame.filter(pl.any_horizontal(pl.col(c) < 0 for c in bad)))
+    return dg.AssetCheckResult(check_name=NON_NEGATIVE, passed=not bad, metadata=metadata)
+
+
+def totals_match_apps(frame: pl.DataFrame, additive: Sequence[str]) -> dg.AssetCheckResult:
+    columns = [c for c in additive if c in frame.columns]
+    if "scope" not in frame.columns or not columns or not frame.filter(~TOTAL).height:
+        return dg.AssetCheckResult(check_name=TOTALS, passed=True, metadata={"groups_compared": 0})
+    group = [c for c in _dimensions(frame) if c not in _APP_COLUMNS]
+    sums = [pl.col(c).fill_null(0).sum().alias(c) for c in columns]
+    totals = frame.filter(TOTAL).group_by(group).agg(sums)
+    apps = frame.filter(~TOTAL).group_by(group).agg(sums)
+    joined = totals.join(
+        apps, on=group, how="full", suffix="_apps", coalesce=True, nulls_equal=True
+    ).fill_null(0)
+    off = pl.any_horizontal((pl.col(c) - pl.col(f"{c}_apps")).abs() > CENT for c in columns)
+    mismatched = joined.filter(off)
+    metadata: dict[str, object] = {"groups_compared": joined.height, "groups_mismatched": mismatched.height}
+    if mismatched.height:
+        metadata["example"] = _example(mismatched)
+    return dg.AssetCheckResult(check_name=TOTALS, passed=mismatched.height == 0, metadata=metadata)
+
+
+def dates_in_partition(frame: pl.DataFrame, column: str, window: Window | None) -> dg.AssetCheckResult:
+    if window is None or column not in frame.columns or not frame.height:
+        return dg.AssetCheckResult(check_name=DATES, passed=True, metadata={"rows": frame.height})
+    values = frame.get_column(column)
+    if values.dtype == pl.Datetime:
+        values = values.dt.date()
+    outside = frame.filter(~values.is_between(window.start, window.end) | values.is_null())
+    metadata: dict[str, object] = {
+        "window": f"{window.start}..{window.end}",
+        "rows": frame.height,
+        "rows_outside": outside.height,
+    }
+    if not outside.height:
+        return dg.AssetCheckResult(check_name=DATES, passed=True, metadata=metadata)
+    metadata["example"] = _example(outside.select(column))
+    return dg.AssetCheckResult(
+        check_name=DATES,
+        passed=False,
+        metadata=metadata,
+        description=f"{outside.height} of {frame.height} row(s) have {column} outside "
+        f"{window.start}..{window.end} (e.g. {metadata['example']}).",
+    )
+
+
+def no_new_fields(frame: pl.DataFrame, stored_columns: Mapping[str, str]) -> dg.AssetCheckResult:
+    """Passes on the first materialization (nothing stored yet: every field is new by definition)."""
+    if not stored_columns:
+        return dg.AssetCheckResult(
+            check_name=NEW_FIELDS,
+            passed=True,
+            metadata={"fields": frame.width, "first_materialization": True},
+        )
+    new = [c for c in frame.columns if c not in stored_columns]
+    metadata: dict[str, object] = {"fields": frame.width, "new_fields": ", ".join(new) or "none"}
+    return dg.AssetCheckResult(
+        check_name=NEW_FIELDS,
+        passed=not new,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=f"The API sent {len(new)} field(s) not seen before: {', '.join(new)}" if new else None,
+    )
+
+
+def failed_before_write(results: Sequence[dg.AssetCheckResult]) -> dg.AssetCheckResult | None:
+    """A failure that must stop the write: rows outside the partitions would corrupt other partitions."""
+    return next((r for r in results if r.check_name == DATES and not r.passed), None)
+
+
+def _dimensions(frame: pl.DataFrame) -> list[str]:
+    return [
+        c for c, dtype in frame.schema.items() if not dtype.is_numeric() and not isinstance(dtype, pl.List)
+    ]
+
+
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(f"`{c}`" for c in columns)
+
+
+def _example(rows: pl.DataFrame) -> str:
+    # One offending row names the problem well enough to find it upstream.
+    return ", ".join(f"{k}={v}" for k, v in rows.row(0, named=True).items())
