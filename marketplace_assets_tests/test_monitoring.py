@@ -53,6 +53,15 @@ def test_single_run_backfill_records_each_partitions_own_figures(tmp_path: Path)
     for day in DAYS:
         assert by_day[day]["dagster/row_count"].value == expected[day]["n"]
         assert by_day[day]["vendor_amount"].value == pytest.approx(expected[day]["vendor_amount"], abs=0.01)
+        schema = by_day[day]["dagster/column_schema"].value
+        described = {c.name: c.description for c in schema.columns}
+        assert (
+            described["transaction_line_item_id"]
+            and described["purchase_details_vendor_amount"] == "Amount in USD"
+        )
+        assert "| transaction_id" in by_day[day]["preview"].value.replace(
+            "|transaction_id", "| transaction_id"
+        )
         # The run's own figures stay as they were: the same on every partition.
         assert by_day[day]["api_requests"].value == by_day[DAYS[0]]["api_requests"].value
 

@@ -21,6 +21,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from marketplace_assets.columns import describe_column
 from marketplace_assets.warehouse.base import TableRef, Warehouse, WriteResult, open_warehouse
 from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
 
@@ -81,7 +82,10 @@ def output_metadata(
 ) -> dict[str, Any]:
     """Materialization metadata; ``merge_keys`` is given for merge writes."""
     schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=name, type=sql_type) for name, sql_type in result.columns.items()]
+        columns=[
+            dg.TableColumn(name=name, type=sql_type, description=describe_column(name))
+            for name, sql_type in result.columns.items()
+        ]
     )
     metadata: dict[str, Any] = {
         # Rows of the output as stored: after a merge dropped repeated keys.
