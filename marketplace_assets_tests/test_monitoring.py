@@ -3,6 +3,7 @@ event log), previews, freshness and checks on every asset, and failures that say
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -10,14 +11,17 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from dagster._core.instance import InstanceRef
 
 from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.assets.common import API_POOL
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.monitoring import cadence_of, figures_by_partition, preview_markdown
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.faults import FaultRule
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings
+from marketplace_assets_tests.dagster_dev import PROJECT_ROOT
 from marketplace_assets_tests.resources import asset_resources
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -127,3 +131,14 @@ def test_a_failed_run_names_the_report_the_partitions_and_the_api_message(tmp_pa
     assert "evaluations/by_hosting, partitions 2025-02-02..2025-02-16" in message
     assert "HTTP 400" in message and "startDate is not a valid date" in message
     assert "tok-1234567890" not in message
+
+
+def test_every_asset_shares_the_api_pool_whose_limit_is_in_dagster_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert {a.op.pool for a in build_assets(SETTINGS)} == {API_POOL}
+    # The instance dagster dev builds from the project's dagster.yaml (storage paths are relative to it).
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.chdir(tmp_path)
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path))) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
