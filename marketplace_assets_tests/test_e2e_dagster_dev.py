@@ -160,3 +160,45 @@ def test_a_quarter_of_transactions_from_the_ui_is_one_run_with_one_export(
     assert len(runs) == 1
     starts = {p: n for p, n in sandbox.stats()["by_path"].items() if p.endswith("/async/export")}
     assert list(starts.values()) == [1], starts
+
+
+UI_TOUR = """{ assetNodes {
+    assetKey { path }
+    targetingInstigators { __typename ... on Schedule { name } ... on Sensor { name } }
+    assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
+    internalFreshnessPolicy { __typename }
+} }"""
+PARTITION_FIGURES = """query ($path: [String!]!, $partitions: [String!]) {
+  assetNodes(assetKeys: [{path: $path}]) {
+    assetMaterializations(partitions: $partitions) {
+      partition
+      metadataEntries { label ... on IntMetadataEntry { intValue } }
+    }
+  }
+}"""
+
+
+def test_ui_shows_each_assets_automation_checks_freshness_and_partition_figures(
+    dev: DagsterDev, sandbox: Sandbox
+) -> None:
+    """What a new user sees: every asset names the schedule or sensor that keeps it fresh, has checks and
+    a freshness policy; and after the month backfill above (one run), each week has its own row count."""
+    nodes = dev.graphql(UI_TOUR)["assetNodes"]
+    assert len(nodes) == len(EXPECTED)
+    for node in nodes:
+        path = "/".join(node["assetKey"]["path"])
+        assert node["targetingInstigators"], f"{path} has no schedule or sensor"
+        assert node["assetChecksOrError"]["__typename"] == "AssetChecks", path
+        assert node["assetChecksOrError"]["checks"], f"{path} has no checks"
+        assert node["internalFreshnessPolicy"] is not None, f"{path} has no freshness policy"
+    by_path = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    assert any(
+        i["__typename"] == "Schedule" for i in by_path["evaluations/by_hosting"]["targetingInstigators"]
+    )
+    events = dev.graphql(PARTITION_FIGURES, {"path": ["evaluations", "by_hosting"], "partitions": FEB_WEEKS})
+    rows = {
+        e["partition"]: next(m["intValue"] for m in e["metadataEntries"] if m["label"] == "dagster/row_count")
+        for e in events["assetNodes"][0]["assetMaterializations"]
+    }
+    # 3 hosting series for the total and each app: one week's rows, not the month's 4 weeks.
+    assert rows == {week: 3 * (1 + len(sandbox.apps)) for week in FEB_WEEKS}
