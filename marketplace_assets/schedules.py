@@ -251,9 +251,13 @@ def _default_cron(cadence: str, partitions_def: dg.TimeWindowPartitionsDefinitio
 
 
 def _refresh_for(
-    group: str, keys: tuple[dg.AssetKey, ...], partitions_def: dg.PartitionsDefinition | None,
+    group: str,
+    keys: tuple[dg.AssetKey, ...],
+    partitions_def: dg.PartitionsDefinition | None,
     settings: MarketplaceSettings,
-) -> Refresh:  # fmt: skip
+) -> Refresh:
+    """The kind, cadence, tick time and lookback for one group's assets that share `partitions_def`.
+    An unknown partitioning fails at load, so a new asset is never silently left unscheduled."""
     label = keys[0].to_user_string()
     if partitions_def is None:
         return Refresh(

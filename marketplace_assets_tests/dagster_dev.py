@@ -204,6 +204,66 @@ class DagsterDev:
             raise AssertionError(f"sensor {name} not started: {result}")
         return result["sensorState"]["status"]
 
+    def start_schedule(self, name: str) -> dict[str, str]:
+        """Switch a schedule on, as the UI's toggle does; returns its state: id, selectorId and status."""
+        mutation = """mutation($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
+            __typename ... on ScheduleStateResult { scheduleState { id selectorId status } }
+            ... on PythonError { message } ... on ScheduleNotFoundError { message } } }"""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "scheduleName": name,
+        }
+        result = self.graphql(mutation, {"selector": selector})["startSchedule"]
+        if result["__typename"] != "ScheduleStateResult":
+            raise AssertionError(f"schedule {name} not started: {result}")
+        return result["scheduleState"]
+
+    def stop_schedule(self, state_id: str) -> str:
+        """Switch a schedule off by the state id `start_schedule` returned; returns its new status."""
+        mutation = """mutation($id: String!) { stopRunningSchedule(id: $id) { __typename
+            ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }"""
+        result = self.graphql(mutation, {"id": state_id})["stopRunningSchedule"]
+        if result["__typename"] != "ScheduleStateResult":
+            raise AssertionError(f"schedule {state_id} not stopped: {result}")
+        return result["scheduleState"]["status"]
+
+    def schedule_ticks(self, name: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The schedule's latest ticks, newest first: status, timestamp (the scheduled time), runIds,
+        skipReason and error."""
+        query = """query($selector: ScheduleSelector!, $limit: Int) { scheduleOrError(scheduleSelector:
+            $selector) { __typename ... on Schedule { scheduleState { ticks(limit: $limit) {
+            status timestamp runIds skipReason error { message } } } } ... on PythonError { message } } }"""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "scheduleName": name,
+        }
+        result = self.graphql(query, {"selector": selector, "limit": limit})["scheduleOrError"]
+        if result["__typename"] != "Schedule":
+            raise AssertionError(f"schedule {name} not found: {result}")
+        return result["scheduleState"]["ticks"]
+
+    def wait_for_tick(self, name: str, timeout: float = 300.0) -> dict[str, Any]:
+        """The schedule's first tick that launched runs (its run ids are recorded once they are submitted);
+        a tick that fails is reported at once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ticks = self.schedule_ticks(name)
+            if failed := [t for t in ticks if t["status"] == "FAILURE"]:
+                raise AssertionError(f"schedule {name} tick failed: {failed[-1]['error']}")
+            if launched := [t for t in ticks if t["runIds"]]:
+                return launched[-1]  # newest first: the last is the first
+            time.sleep(1.0)
+        raise AssertionError(f"schedule {name} launched no run within {timeout}s:\n{self.log_tail()}")
+
+    def run_materializations(self, run_id: str) -> list[tuple[str, str | None]]:
+        """(asset path "area/report", partition) of every materialization the run recorded."""
+        query = """query($id: ID!) { runOrError(runId: $id) { __typename ... on Run {
+            assetMaterializations { assetKey { path } partition } } } }"""
+        run = self.graphql(query, {"id": run_id})["runOrError"]
+        return [("/".join(m["assetKey"]["path"]), m["partition"]) for m in run["assetMaterializations"]]
+
     def wait_for_run(self, run_id: str, timeout: float = 300.0) -> dict[str, Any]:
         query = """query($id: ID!) { runOrError(runId: $id) { __typename
             ... on Run { runId status startTime endTime } } }"""
