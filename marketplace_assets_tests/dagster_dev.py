@@ -37,6 +37,11 @@ telemetry:
 """
 
 
+def _selector(**name: str) -> dict[str, Any]:
+    """A sensor or schedule selector in the project's code location, e.g. `_selector(sensorName=...)`."""
+    return {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", **name}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -174,12 +179,7 @@ class DagsterDev:
             ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
             ... on RunConfigValidationInvalid { errors { message } } } }"""
         params = {
-            "selector": {
-                "repositoryLocationName": LOCATION,
-                "repositoryName": "__repository__",
-                "jobName": "__ASSET_JOB",
-                "assetSelection": [{"path": list(asset_path)}],
-            },
+            "selector": _selector(jobName="__ASSET_JOB") | {"assetSelection": [{"path": list(asset_path)}]},
             "executionMetadata": {
                 "tags": [{"key": "dagster/partition", "value": partition}] if partition else []
             },
@@ -194,12 +194,7 @@ class DagsterDev:
         mutation = """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
             __typename ... on Sensor { sensorState { status } } ... on PythonError { message }
             ... on SensorNotFoundError { message } } }"""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "sensorName": name,
-        }
-        result = self.graphql(mutation, {"selector": selector})["startSensor"]
+        result = self.graphql(mutation, {"selector": _selector(sensorName=name)})["startSensor"]
         if result["__typename"] != "Sensor":
             raise AssertionError(f"sensor {name} not started: {result}")
         return result["sensorState"]["status"]
@@ -209,12 +204,7 @@ class DagsterDev:
         mutation = """mutation($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
             __typename ... on ScheduleStateResult { scheduleState { id selectorId status } }
             ... on PythonError { message } ... on ScheduleNotFoundError { message } } }"""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "scheduleName": name,
-        }
-        result = self.graphql(mutation, {"selector": selector})["startSchedule"]
+        result = self.graphql(mutation, {"selector": _selector(scheduleName=name)})["startSchedule"]
         if result["__typename"] != "ScheduleStateResult":
             raise AssertionError(f"schedule {name} not started: {result}")
         return result["scheduleState"]
@@ -234,12 +224,8 @@ class DagsterDev:
         query = """query($selector: ScheduleSelector!, $limit: Int) { scheduleOrError(scheduleSelector:
             $selector) { __typename ... on Schedule { scheduleState { ticks(limit: $limit) {
             status timestamp runIds skipReason error { message } } } } ... on PythonError { message } } }"""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": "__repository__",
-            "scheduleName": name,
-        }
-        result = self.graphql(query, {"selector": selector, "limit": limit})["scheduleOrError"]
+        variables = {"selector": _selector(scheduleName=name), "limit": limit}
+        result = self.graphql(query, variables)["scheduleOrError"]
         if result["__typename"] != "Schedule":
             raise AssertionError(f"schedule {name} not found: {result}")
         return result["scheduleState"]["ticks"]

@@ -55,15 +55,6 @@ LIVE_ENV = {
 }
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("MARKETPLACE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no stray .env file
-    return monkeypatch
-
-
 def _cadence(asset: dg.AssetsDefinition) -> str | None:
     partitions = asset.partitions_def
     if partitions is None:

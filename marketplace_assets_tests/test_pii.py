@@ -135,9 +135,9 @@ def test_contact_columns_are_names_emails_phones_and_addresses_not_organisations
     assert contact_columns(columns) == columns[:8]
 
 
-def test_hash_mode_needs_a_salt_and_never_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hash_mode_needs_a_salt_and_never_shows_it(clean_env: pytest.MonkeyPatch) -> None:
+    monkeypatch = clean_env
     monkeypatch.setenv("MARKETPLACE_PII", "hash")
-    monkeypatch.delenv("MARKETPLACE_PII_SALT", raising=False)
     with pytest.raises(ConfigurationError, match="MARKETPLACE_PII_SALT"):
         load_settings()
     with pytest.raises(dg.Failure, match="MARKETPLACE_PII_SALT"):

@@ -7,7 +7,6 @@ Expected ranges are worked out by hand in each test, not with the code under tes
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from datetime import UTC, date, datetime
 
@@ -172,16 +171,6 @@ def test_keywords_by_app_is_one_run_per_app_over_the_month_range(schedules) -> N
             "search_monthly_by_app_refresh:app-2|2025-01-01..app-2|2025-02-01",
         ),
     ]
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("MARKETPLACE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no stray .env file
-    monkeypatch.setenv("MARKETPLACE_START_DATE", "2024-01-01")
-    return monkeypatch
 
 
 def test_lookbacks_and_tick_times_come_from_the_environment(clean_env) -> None:

@@ -155,10 +155,10 @@ def build_export_asset(
     def _export_asset(
         context: dg.AssetExecutionContext, config: ExportRunConfig, marketplace: MarketplaceResource
     ) -> dg.Output[pl.DataFrame]:
-        if config.failure:
-            raise dg.Failure(f"{report.label}: {config.failure}")
-        run = start_run(context, marketplace, report.label)
         window = window_of(context)
+        if config.failure:
+            raise dg.Failure(f"{report.label}, days {window.start}..{window.end}: {config.failure}")
+        run = start_run(context, marketplace, report.label)
         if config.export_id:
             handle = ExportHandle(config.export_id, config.status_href, config.download_href)
             context.log.info(
