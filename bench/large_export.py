@@ -7,6 +7,7 @@ scale, the same rows as Python objects (the csv module's dicts) are measured on 
 
     uv run python bench/large_export.py            # a year at volume 25: ~1M rows
     uv run python bench/large_export.py --volume 5 # a quick run
+    uv run python bench/large_export.py --pii hash # the same with contact fields hashed
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import httpx
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
-from marketplace_assets.warehouse import WarehouseIOManager
+from marketplace_assets.pii import PiiPolicy
+from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
 
 DEV, EMAIL, TOKEN = "sandbox-developer", "sandbox@example.com", "sandbox-token"
 
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--volume", type=float, default=25)
     parser.add_argument("--start", default="2024-07-01")
     parser.add_argument("--end", default="2025-06-30")
+    parser.add_argument("--pii", choices=["keep", "hash", "drop"], default="keep")
     args = parser.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-m", "marketplace_assets.sandbox", "--port", "0", "--volume", str(args.volume)],
@@ -85,6 +88,8 @@ def main() -> None:
                         export_poll_interval=0.5,
                     ),
                     "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
+                    "warehouse_store": WarehouseResource(warehouse=str(warehouse)),
+                    "pii": PiiPolicy(mode=args.pii, salt="bench-salt" if args.pii == "hash" else None),
                 },
                 tags={
                     "dagster/asset_partition_range_start": args.start,
@@ -101,7 +106,10 @@ def main() -> None:
         server.wait(timeout=30)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     objects_mb = per_row * rows / 1e6
-    print(f"sales/transactions, {args.start}..{args.end}, sandbox volume {args.volume}: one run, one export")
+    print(
+        f"sales/transactions, {args.start}..{args.end}, sandbox volume {args.volume}, "
+        f"MARKETPLACE_PII={args.pii}: one run, one export"
+    )
     print("| rows | wall time (s) | rows/s | peak RSS (MB) | as Python dicts (MB, est.) | DuckDB file (MB) |")
     print("|---|---|---|---|---|---|")
     cells = [f"{rows:,}", f"{elapsed:.0f}", f"{rows / elapsed:,.0f}", f"{peak_mb:,.0f}", f"{objects_mb:,.0f}"]
