@@ -93,6 +93,20 @@ def test_each_asset_materializes_a_range_and_a_partition(cron: str, base_url: st
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert again.success
+    # Every asset was checked, and the sandbox keeps the documented invariants, so every check passes but
+    # one: it answers 2% of license rows twice, like the service's known bug, which the license-version
+    # check reports as a warning (the merge keeps one row).
+    for result in (ranged, again):
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.asset_key for e in evaluations} == {a.key for a in assets}
+        failed = {
+            (e.asset_key.to_user_string(), e.check_name, e.severity) for e in evaluations if not e.passed
+        }
+        assert failed <= {("licenses/licenses", "unique_keys", dg.AssetCheckSeverity.WARN)}
+    if ASSETS["licenses/licenses"] in assets:
+        assert any(
+            not e.passed for e in ranged.get_asset_check_evaluations() if e.check_name == "unique_keys"
+        )
     second = tables(warehouse, assets)
     for name, frame in first.items():
         assert second[name].equals(frame), f"{name}: re-materializing {single} changed the rows"
