@@ -15,33 +15,26 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from marketplace_assets.partitions import cadence_of
+from marketplace_assets.reports.report import Cadence
+
+__all__ = ["cadence_of", "figures_by_partition", "freshness_policy_for", "preview_markdown"]
+
 ROW_COUNT = "dagster/row_count"
 PREVIEW_ROWS = 5
 
 # Freshness by cadence: the schedules refresh each cadence once per period (see schedules.py). Warn when
 # a refresh is a little late, fail when one was missed entirely. Times are since the last materialization.
 _FRESHNESS = {
-    "daily": (timedelta(hours=27), timedelta(hours=51)),
-    "weekly": (timedelta(days=8), timedelta(days=15)),
-    "monthly": (timedelta(days=32), timedelta(days=63)),
+    Cadence.DAILY: (timedelta(hours=27), timedelta(hours=51)),
+    Cadence.WEEKLY: (timedelta(days=8), timedelta(days=15)),
+    Cadence.MONTHLY: (timedelta(days=32), timedelta(days=63)),
 }
 
 
-def cadence_of(partitions_def: dg.PartitionsDefinition | None) -> str:
-    """daily, weekly or monthly: the time dimension's period (unpartitioned assets refresh daily)."""
-    time_def = _time_dimension(partitions_def)
-    if time_def is None:
-        return "daily"
-    days = _period_days(time_def)
-    if days >= 28:
-        return "monthly"
-    if days >= 7:
-        return "weekly"
-    return "daily"
-
-
 def freshness_policy_for(partitions_def: dg.PartitionsDefinition | None) -> dg.FreshnessPolicy:
-    warn, fail = _FRESHNESS[cadence_of(partitions_def)]
+    """The policy for the asset's cadence; unpartitioned assets are refreshed daily."""
+    warn, fail = _FRESHNESS[cadence_of(partitions_def) or Cadence.DAILY]
     return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
 
 
@@ -142,20 +135,3 @@ def _numbers(values: Mapping[str, Any]) -> dict[str, float | int]:
         elif isinstance(value, float):
             out[name] = round(value, 2)
     return out
-
-
-def _time_dimension(
-    partitions_def: dg.PartitionsDefinition | None,
-) -> dg.TimeWindowPartitionsDefinition | None:
-    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-        return partitions_def
-    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        for dimension in partitions_def.partitions_defs:
-            if isinstance(dimension.partitions_def, dg.TimeWindowPartitionsDefinition):
-                return dimension.partitions_def
-    return None
-
-
-def _period_days(time_def: dg.TimeWindowPartitionsDefinition) -> int:
-    first = time_def.get_first_partition_window()
-    return 1 if first is None else (first.end - first.start).days

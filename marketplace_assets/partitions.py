@@ -28,6 +28,29 @@ def partitions_for(cadence: Cadence | None, start: date) -> dg.TimeWindowPartiti
             return None
 
 
+def time_dimension(
+    partitions_def: dg.PartitionsDefinition | None,
+) -> dg.TimeWindowPartitionsDefinition | None:
+    """An asset's time partitions: its own, or the time dimension of a grid (month x app); else None."""
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return partitions_def
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition) and partitions_def.has_time_window_dimension:
+        return partitions_def.time_window_partitions_def
+    return None
+
+
+def cadence_of(partitions_def: dg.PartitionsDefinition | None) -> Cadence | None:
+    """The period of an asset's time partitions; None when it has none, or one that is not a day, a week
+    (either convention) or a month."""
+    time_def = time_dimension(partitions_def)
+    if time_def is None or time_def.schedule_type is None:
+        return None
+    try:
+        return Cadence(time_def.schedule_type.value.lower())
+    except ValueError:
+        return None
+
+
 def to_window(time_window: dg.TimeWindow) -> Window:
     """Dagster's half-open time window as the API's inclusive startDate/endDate."""
     return Window(time_window.start.date(), (time_window.end - timedelta(days=1)).date())

@@ -45,6 +45,8 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from marketplace_assets.assets.exports import EXPORT_REPORTS
+from marketplace_assets.partitions import cadence_of, time_dimension
+from marketplace_assets.reports.report import Cadence
 from marketplace_assets.settings import MarketplaceSettings
 
 # Reports lag real time by up to 24 h: a period is complete in the API only this long after it ends.
@@ -81,7 +83,7 @@ class Refresh:
     keys: tuple[dg.AssetKey, ...]
     partitions_def: dg.PartitionsDefinition | None
     kind: Kind
-    cadence: str  # daily | weekly | monthly
+    cadence: Cadence
     cron: str
     lookback: int  # partitions before the newest available one
 
@@ -93,19 +95,18 @@ class Refresh:
     @property
     def time_partitions(self) -> dg.TimeWindowPartitionsDefinition:
         """The time dimension: the partitions definition itself, or the month of a month x app grid."""
-        if isinstance(self.partitions_def, dg.MultiPartitionsDefinition):
-            return self.partitions_def.time_window_partitions_def
-        assert isinstance(self.partitions_def, dg.TimeWindowPartitionsDefinition)
-        return self.partitions_def
+        time_partitions = time_dimension(self.partitions_def)
+        assert time_partitions is not None
+        return time_partitions
 
     @property
     def unit(self) -> str:
-        return {"daily": "day", "weekly": "week", "monthly": "month"}[self.cadence]
+        return {Cadence.DAILY: "day", Cadence.WEEKLY: "week", Cadence.MONTHLY: "month"}[self.cadence]
 
     @property
     def period(self) -> str:
         """The period in words, with the week convention where it matters."""
-        if self.cadence != "weekly":
+        if self.cadence != Cadence.WEEKLY:
             return self.unit
         first = self.time_partitions.day_offset
         return f"week ({WEEKDAYS[first]}-{WEEKDAYS[(first + 6) % 7]})"
@@ -229,10 +230,9 @@ def _per_app_requests(
 
 
 # -- the factory ---------------------------------------------------------------------------------------
-def _cadence(partitions_def: dg.TimeWindowPartitionsDefinition, label: str) -> str:
-    kind = partitions_def.schedule_type
-    cadence = kind.value.lower() if kind is not None else ""
-    if cadence not in ("daily", "weekly", "monthly"):
+def _cadence(partitions_def: dg.TimeWindowPartitionsDefinition, label: str) -> Cadence:
+    cadence = cadence_of(partitions_def)
+    if cadence is None:
         raise ValueError(
             f"{label}: no schedule rule for partitions on {partitions_def.cron_schedule!r}; add one to "
             "marketplace_assets/schedules.py (daily, weekly and monthly are known)."
@@ -240,10 +240,10 @@ def _cadence(partitions_def: dg.TimeWindowPartitionsDefinition, label: str) -> s
     return cadence
 
 
-def _default_cron(cadence: str, partitions_def: dg.TimeWindowPartitionsDefinition) -> str:
-    if cadence == "daily":
+def _default_cron(cadence: Cadence, partitions_def: dg.TimeWindowPartitionsDefinition) -> str:
+    if cadence == Cadence.DAILY:
         return DAILY_CRON
-    if cadence == "weekly":
+    if cadence == Cadence.WEEKLY:
         # A week starting on day_offset ends as that weekday begins; it is available a day later.
         return f"0 {WEEKLY_HOUR} * * {(partitions_def.day_offset + 1) % 7}"
     # A month ends as the day_offset-th begins (the 1st); available a day later.
@@ -261,12 +261,12 @@ def _refresh_for(
     label = keys[0].to_user_string()
     if partitions_def is None:
         return Refresh(
-            group, keys, None, Kind.UNPARTITIONED, "daily", settings.cron_daily or UNPARTITIONED_CRON, 0
+            group, keys, None, Kind.UNPARTITIONED, Cadence.DAILY, settings.cron_daily or UNPARTITIONED_CRON, 0
         )
     kind = Kind.RANGE
-    time_partitions = partitions_def
+    time_partitions = time_dimension(partitions_def)
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        kind, time_partitions = Kind.PER_APP, partitions_def.time_window_partitions_def
+        kind = Kind.PER_APP
         others = [
             d.partitions_def
             for d in partitions_def.partitions_defs
@@ -274,7 +274,7 @@ def _refresh_for(
         ]
         if not all(isinstance(d, dg.DynamicPartitionsDefinition) for d in others):
             raise ValueError(f"{label}: only a time x dynamic grid can be scheduled")
-    if not isinstance(time_partitions, dg.TimeWindowPartitionsDefinition):
+    if time_partitions is None:
         raise ValueError(f"{label}: no schedule rule for {type(partitions_def).__name__}")
     cadence = _cadence(time_partitions, label)
     if time_partitions.end_offset > 0:
@@ -283,14 +283,14 @@ def _refresh_for(
             group, keys, partitions_def, Kind.SNAPSHOT, cadence, settings.cron_daily or SNAPSHOT_CRON, 0
         )
     override = {
-        "daily": settings.cron_daily,
-        "weekly": settings.cron_weekly,
-        "monthly": settings.cron_monthly,
+        Cadence.DAILY: settings.cron_daily,
+        Cadence.WEEKLY: settings.cron_weekly,
+        Cadence.MONTHLY: settings.cron_monthly,
     }
     lookback = {
-        "daily": settings.lookback_days,
-        "weekly": settings.lookback_weeks,
-        "monthly": max(settings.lookback_months, MINIMUM_LOOKBACK_MONTHS.get(group, 0)),
+        Cadence.DAILY: settings.lookback_days,
+        Cadence.WEEKLY: settings.lookback_weeks,
+        Cadence.MONTHLY: max(settings.lookback_months, MINIMUM_LOOKBACK_MONTHS.get(group, 0)),
     }[cadence]
     cron = override[cadence] or _default_cron(cadence, time_partitions)
     return Refresh(group, keys, partitions_def, kind, cadence, cron, lookback)

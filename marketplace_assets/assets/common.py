@@ -19,7 +19,7 @@ from marketplace_assets.api.errors import MarketplaceError
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.checks import check_specs, evaluate_checks, failed_before_write
 from marketplace_assets.monitoring import figures_by_partition, freshness_policy_for, preview_markdown
-from marketplace_assets.partitions import to_window
+from marketplace_assets.partitions import time_dimension, to_window
 from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import Invariants
@@ -177,13 +177,12 @@ def _date_column(
     partitions_def: dg.PartitionsDefinition | None, partition_expr: str | Mapping[str, str] | None
 ) -> str | None:
     """The column the time partitions are cut on, if the asset has one."""
-    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) and isinstance(partition_expr, str):
+    if time_dimension(partitions_def) is None or partition_expr is None:
+        return None
+    if isinstance(partition_expr, str):
         return partition_expr
-    if isinstance(partitions_def, dg.MultiPartitionsDefinition) and isinstance(partition_expr, Mapping):
-        for dimension in partitions_def.partitions_defs:
-            if isinstance(dimension.partitions_def, dg.TimeWindowPartitionsDefinition):
-                return partition_expr.get(dimension.name)
-    return None
+    assert isinstance(partitions_def, dg.MultiPartitionsDefinition)
+    return partition_expr.get(partitions_def.time_window_dimension.name)
 
 
 def _run_window(context: dg.AssetExecutionContext) -> Window | None:
