@@ -10,12 +10,14 @@ shows only checks that mean something for that asset.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import DIMENSIONS, TOTAL, Invariants
+from marketplace_assets.warehouse.scope import PartitionScope
 
 UNIQUE = "unique_keys"
 NON_NEGATIVE = "non_negative_counts"
@@ -143,10 +145,9 @@ def totals_match_apps(frame: pl.DataFrame, additive: Sequence[str]) -> dg.AssetC
 def dates_in_partition(frame: pl.DataFrame, column: str, window: Window | None) -> dg.AssetCheckResult:
     if window is None or column not in frame.columns or not frame.height:
         return dg.AssetCheckResult(check_name=DATES, passed=True, metadata={"rows": frame.height})
-    values = frame.get_column(column)
-    if values.dtype == pl.Datetime:
-        values = values.dt.date()
-    outside = frame.filter(~values.is_between(window.start, window.end) | values.is_null())
+    # The warehouse's own test of "inside the partitions", over the run's half-open window.
+    scope = PartitionScope.time_window(column, window.start, window.end + timedelta(days=1))
+    outside = scope.rows_outside(frame)
     metadata: dict[str, object] = {
         "window": f"{window.start}..{window.end}",
         "rows": frame.height,
@@ -154,7 +155,7 @@ def dates_in_partition(frame: pl.DataFrame, column: str, window: Window | None) 
     }
     if not outside.height:
         return dg.AssetCheckResult(check_name=DATES, passed=True, metadata=metadata)
-    metadata["example"] = _example(outside.select(column))
+    metadata["example"] = _example(outside)
     return dg.AssetCheckResult(
         check_name=DATES,
         passed=False,

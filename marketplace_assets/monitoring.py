@@ -17,6 +17,8 @@ import polars as pl
 
 from marketplace_assets.partitions import cadence_of
 from marketplace_assets.reports.report import Cadence
+from marketplace_assets.warehouse.io_manager import partition_cells
+from marketplace_assets.warehouse.scope import PartitionScope
 
 __all__ = ["cadence_of", "figures_by_partition", "freshness_policy_for", "preview_markdown"]
 
@@ -44,9 +46,10 @@ def figures_by_partition(
     partition_keys: list[str],
     partition_expr: str | Mapping[str, str],
     figures: Mapping[str, pl.Expr],
+    asset: str = "asset",
 ) -> dict[str, dict[str, Any]]:
     """partition key -> {dagster/row_count, figure: value}, for every key of the run (empty ones too)."""
-    parts = _split(frame, partitions_def, partition_keys, partition_expr)
+    parts = _split(frame, partitions_def, partition_keys, partition_expr, asset)
     result: dict[str, dict[str, Any]] = {}
     for key in partition_keys:
         rows = parts.get(key)
@@ -78,50 +81,19 @@ def _split(
     partitions_def: dg.PartitionsDefinition,
     keys: list[str],
     partition_expr: str | Mapping[str, str],
+    asset: str,
 ) -> dict[str, pl.DataFrame]:
-    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) and isinstance(partition_expr, str):
-        return _split_by_time(frame, partitions_def, keys, partition_expr)
-    if not isinstance(partitions_def, dg.MultiPartitionsDefinition) or not isinstance(
-        partition_expr, Mapping
-    ):
-        column = str(partition_expr)
-        if column not in frame.columns:
-            return {}
-        return {k: frame.filter(pl.col(column).cast(pl.String) == k) for k in keys}
-    parts = {}
-    for key in keys:
-        by_dimension = partitions_def.get_partition_key_from_str(key).keys_by_dimension
-        mask = pl.lit(True)
-        for dimension in partitions_def.partitions_defs:
-            column, value = partition_expr[dimension.name], by_dimension[dimension.name]
-            if column not in frame.columns:
-                return {}
-            if isinstance(dimension.partitions_def, dg.TimeWindowPartitionsDefinition):
-                window = dimension.partitions_def.time_window_for_partition_key(value)
-                start, end = window.start.date(), window.end.date() - timedelta(days=1)
-                mask &= pl.col(column).cast(pl.Date).is_between(start, end)
-            else:
-                mask &= pl.col(column).cast(pl.String) == value
-        parts[key] = frame.filter(mask)
-    return parts
-
-
-def _split_by_time(
-    frame: pl.DataFrame, partitions_def: dg.TimeWindowPartitionsDefinition, keys: list[str], column: str
-) -> dict[str, pl.DataFrame]:
-    if column not in frame.columns or not frame.height:
+    """The frame's rows by partition key, through the warehouse's own partition matching."""
+    columns, cells = partition_cells(asset, partitions_def, partition_expr, keys)
+    if not frame.height or any(c not in frame.columns for c in columns):
         return {}
-    # One pass: each row's partition is the last partition start at or before its date.
-    starts = [partitions_def.time_window_for_partition_key(k).start.date() for k in keys]
-    order = sorted(range(len(keys)), key=lambda i: starts[i])
-    sorted_starts = [starts[i] for i in order]
-    dates = frame.get_column(column).cast(pl.Date)
-    slots = pl.Series(sorted_starts, dtype=pl.Date).search_sorted(dates, side="right").cast(pl.Int64) - 1
-    tagged = frame.with_columns(slots.alias("_partition"))
+    # One cell per key, in key order: a row's cell index is its partition.
+    index = PartitionScope(tuple(columns), tuple(cells)).cell_index(frame)
+    tagged = frame.with_columns(index.alias("_partition"))
     return {
-        keys[order[slot]]: part.drop("_partition")
-        for (slot,), part in tagged.partition_by("_partition", as_dict=True).items()
-        if slot is not None and slot >= 0
+        keys[cell]: part.drop("_partition")
+        for (cell,), part in tagged.partition_by("_partition", as_dict=True).items()
+        if cell is not None
     }
 
 

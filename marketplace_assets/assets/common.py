@@ -161,6 +161,7 @@ def _finish(
             list(context.partition_keys),
             monitoring.partition_expr,
             monitoring.invariants.all_figures(),
+            monitoring.label,
         )
         for partition_key, values in per_partition.items():
             context.add_asset_metadata(values, partition_key=partition_key)

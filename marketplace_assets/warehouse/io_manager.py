@@ -155,12 +155,26 @@ def scope_from_context(
     - time-window partitions: one half-open window spanning every partition of the run, so a
       single-run backfill replaces its whole range at once;
     - static or dynamic partitions: the run's partition keys;
-    - multi-partitions: one (window or key, per dimension) cell per partition key of the run.
+    - multi-partitions: one (window or key, per dimension) cell per partition key of the run, touching
+      windows of one key joined.
     """
     if not context.has_asset_partitions:
         return None
-    asset = context.asset_key.to_user_string()
-    partition_expr = _unwrap(metadata.get(PARTITION_EXPR))
+    columns, cells = partition_cells(
+        context.asset_key.to_user_string(),
+        context.asset_partitions_def,
+        _unwrap(metadata.get(PARTITION_EXPR)),
+        list(context.asset_partition_keys),
+    )
+    return PartitionScope.combinations(columns, cells)
+
+
+def partition_cells(
+    asset: str, partitions_def: dg.PartitionsDefinition, partition_expr: Any, keys: Sequence[str]
+) -> tuple[list[str], list[tuple[TimeRange | str, ...]]]:
+    """The partition columns, and one cell per partition key (in the order of ``keys``): per column a
+    time range (time dimensions) or the key itself (static and dynamic ones). Refuses a
+    ``partition_expr`` that does not fit the partitions definition."""
     if partition_expr is None:
         raise dg.DagsterInvariantViolationError(
             f"Asset '{asset}' is partitioned but has no '{PARTITION_EXPR}' metadata, so the warehouse "
@@ -168,28 +182,13 @@ def scope_from_context(
             f'metadata={{"{PARTITION_EXPR}": "<column>"}} to the asset (for multi-partitions '
             f'{{"{PARTITION_EXPR}": {{"<dimension>": "<column>", ...}}}}).'
         )
-    partitions_def = context.asset_partitions_def
-    keys = list(context.asset_partition_keys)
-    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        return _multi_scope(asset, partitions_def, partition_expr, keys)
-    if not isinstance(partition_expr, str):
-        raise dg.DagsterInvariantViolationError(
-            f"Asset '{asset}' has one partition dimension, so '{PARTITION_EXPR}' must be a column name "
-            f"(a string); got {partition_expr!r}."
-        )
-    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-        if not keys:
-            return PartitionScope((partition_expr,), ())
-        return PartitionScope((partition_expr,), ((_time_range(context.asset_partitions_time_window),),))
-    return PartitionScope.values(partition_expr, keys)
-
-
-def _multi_scope(
-    asset: str,
-    partitions_def: dg.MultiPartitionsDefinition,
-    partition_expr: Any,
-    keys: list[str],
-) -> PartitionScope:
+    if not isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        if not isinstance(partition_expr, str):
+            raise dg.DagsterInvariantViolationError(
+                f"Asset '{asset}' has one partition dimension, so '{PARTITION_EXPR}' must be a column name "
+                f"(a string); got {partition_expr!r}."
+            )
+        return [partition_expr], [(_cell_value(partitions_def, key),) for key in keys]
     dimensions = partitions_def.partitions_defs
     names = [d.name for d in dimensions]
     if not isinstance(partition_expr, Mapping) or set(partition_expr) != set(names):
@@ -198,23 +197,20 @@ def _multi_scope(
             f"dimension to its column, e.g. {{{', '.join(f'{n!r}: <column>' for n in names)}}}; "
             f"got {partition_expr!r}."
         )
-    columns = [str(partition_expr[name]) for name in names]
-    cells: list[tuple[TimeRange | str, ...]] = []
+    cells = []
     for key in keys:
         multi_key = (
             key if isinstance(key, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(key)
         )
         by_dimension = multi_key.keys_by_dimension
-        cell: list[TimeRange | str] = []
-        for dimension in dimensions:
-            value = by_dimension[dimension.name]
-            if isinstance(dimension.partitions_def, dg.TimeWindowPartitionsDefinition):
-                window = dimension.partitions_def.time_window_for_partition_key(value)
-                cell.append(_time_range(window))
-            else:
-                cell.append(value)
-        cells.append(tuple(cell))
-    return PartitionScope.combinations(columns, cells)
+        cells.append(tuple(_cell_value(d.partitions_def, by_dimension[d.name]) for d in dimensions))
+    return [str(partition_expr[name]) for name in names], cells
+
+
+def _cell_value(partitions_def: dg.PartitionsDefinition, key: str) -> TimeRange | str:
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return _time_range(partitions_def.time_window_for_partition_key(key))
+    return key
 
 
 def _time_range(window: dg.TimeWindow) -> TimeRange:

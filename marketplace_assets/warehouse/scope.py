@@ -25,6 +25,7 @@ TimeBound = dt.date | dt.datetime
 START_SUFFIX = "_start"
 END_SUFFIX = "_end"
 _ROW_INDEX = "__wh_row"
+_CELL_INDEX = "__wh_cell"
 _SHOWN_CELLS = 3
 
 
@@ -180,14 +181,20 @@ class PartitionScope:
 
     def rows_outside(self, df: pl.DataFrame) -> pl.DataFrame:
         """The partition-column values of the rows of ``df`` that this scope does not cover."""
+        inside = self.merged().cell_index(df).is_not_null()
+        return df.select(self.columns).filter(~inside)
+
+    def cell_index(self, df: pl.DataFrame) -> pl.Series:
+        """For each row of ``df``, in order, the index in ``cells`` of the cell holding it; null when
+        none does. Cells must not overlap: partitions never do, nor do the cells of a merged scope."""
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise KeyError(f"frame has no partition column(s) {missing}; its columns are {df.columns}")
         keyed = df.select(self.columns).with_row_index(_ROW_INDEX)
         if not self.cells or keyed.height == 0 or any(df.schema[c] == pl.Null() for c in self.columns):
             # No partitions, or an all-null partition column: no row can be inside.
-            return keyed.drop(_ROW_INDEX)
-        cells = self.merged().cells_frame()
+            return pl.Series(_CELL_INDEX, [None] * df.height, dtype=pl.UInt32)
+        cells = self.cells_frame().with_row_index(_CELL_INDEX)
         probe = keyed.with_columns(
             pl.col(c).cast(pl.String).alias(f"__wh_key_{c}") for c in self.value_columns
         )
@@ -201,8 +208,9 @@ class PartitionScope:
             joined = probe.join(cells, on=keys, how="inner") if keys else probe.join(cells, how="cross")
             ranges = [_in_range(joined, c, cells.schema[c + START_SUFFIX]) for c in time_columns]
             matched = joined.filter(*ranges) if ranges else joined
-        inside = matched.get_column(_ROW_INDEX).unique()
-        return keyed.filter(~pl.col(_ROW_INDEX).is_in(inside.implode())).drop(_ROW_INDEX)
+        found = matched.select(_ROW_INDEX, _CELL_INDEX).unique(_ROW_INDEX)
+        rows = keyed.select(_ROW_INDEX).join(found, on=_ROW_INDEX, how="left", maintain_order="left")
+        return rows.get_column(_CELL_INDEX)
 
 
 def _asof_match(probe: pl.DataFrame, cells: pl.DataFrame, column: str, keys: list[str]) -> pl.DataFrame:
