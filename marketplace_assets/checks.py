@@ -9,7 +9,8 @@ shows only checks that mean something for that asset.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import dagster as dg
@@ -29,48 +30,66 @@ CENT = 0.005
 _APP_COLUMNS = ("scope", "addon_key", "product_id", "app_name")
 
 
+@dataclass(frozen=True)
+class _Check:
+    """One check an asset declares: its name, what it asserts, and how it is evaluated on a frame."""
+
+    name: str
+    description: str
+    evaluate: Callable[[pl.DataFrame, Window | None, Mapping[str, str]], dg.AssetCheckResult]
+
+
+def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
+    """The checks that mean something for an asset with these invariants and partition column."""
+    checks = []
+    if keys := invariants.unique_keys:
+        shown = "every non-numeric column" if keys == DIMENSIONS else _names(keys)
+        errors = invariants.duplicates_are_errors
+        checks.append(
+            _Check(UNIQUE, f"No two rows share {shown}.", lambda f, w, s: unique_keys(f, keys, errors=errors))
+        )
+    if counts := invariants.non_negative:
+        checks.append(
+            _Check(
+                NON_NEGATIVE, f"{_names(counts)} are never negative.", lambda f, w, s: non_negative(f, counts)
+            )
+        )
+    if additive := invariants.additive:
+        checks.append(
+            _Check(
+                TOTALS,
+                f"Each total row's {_names(additive)} equals the sum over the app rows of the same date, "
+                "dataset, series and attributes, to the cent.",
+                lambda f, w, s: totals_match_apps(f, additive),
+            )
+        )
+    if column := date_column:
+        checks.append(
+            _Check(
+                DATES,
+                f"Every row's {column} lies inside the run's partitions.",
+                lambda f, w, s: dates_in_partition(f, column, w),
+            )
+        )
+    checks.append(
+        _Check(
+            NEW_FIELDS,
+            "Warns when the API sends a field the warehouse table has not had before (the column is added; "
+            "check the parser and the docs).",
+            lambda f, w, s: no_new_fields(f, s),
+        )
+    )
+    return checks
+
+
 def check_specs(
     key: dg.AssetKey, invariants: Invariants, *, date_column: str | None
 ) -> list[dg.AssetCheckSpec]:
     """The checks an asset declares, from its invariants and its partition column."""
-    specs = []
-    if invariants.unique_keys:
-        keys = (
-            "every non-numeric column"
-            if invariants.unique_keys == DIMENSIONS
-            else _names(invariants.unique_keys)
-        )
-        specs.append(dg.AssetCheckSpec(UNIQUE, asset=key, description=f"No two rows share {keys}."))
-    if invariants.non_negative:
-        specs.append(
-            dg.AssetCheckSpec(
-                NON_NEGATIVE, asset=key, description=f"{_names(invariants.non_negative)} are never negative."
-            )
-        )
-    if invariants.additive:
-        specs.append(
-            dg.AssetCheckSpec(
-                TOTALS,
-                asset=key,
-                description=f"Each total row's {_names(invariants.additive)} equals the sum over the app "
-                "rows of the same date, dataset, series and attributes, to the cent.",
-            )
-        )
-    if date_column:
-        specs.append(
-            dg.AssetCheckSpec(
-                DATES, asset=key, description=f"Every row's {date_column} lies inside the run's partitions."
-            )
-        )
-    specs.append(
-        dg.AssetCheckSpec(
-            NEW_FIELDS,
-            asset=key,
-            description="Warns when the API sends a field the warehouse table has not had before "
-            "(the column is added; check the parser and the docs).",
-        )
-    )
-    return specs
+    return [
+        dg.AssetCheckSpec(c.name, asset=key, description=c.description)
+        for c in _declared(invariants, date_column)
+    ]
 
 
 def evaluate_checks(
@@ -81,18 +100,8 @@ def evaluate_checks(
     window: Window | None,
     stored_columns: Mapping[str, str],
 ) -> list[dg.AssetCheckResult]:
-    """One result per declared check (same order as `check_specs`)."""
-    results = []
-    if invariants.unique_keys:
-        results.append(unique_keys(frame, invariants.unique_keys, errors=invariants.duplicates_are_errors))
-    if invariants.non_negative:
-        results.append(non_negative(frame, invariants.non_negative))
-    if invariants.additive:
-        results.append(totals_match_apps(frame, invariants.additive))
-    if date_column:
-        results.append(dates_in_partition(frame, date_column, window))
-    results.append(no_new_fields(frame, stored_columns))
-    return results
+    """One result per declared check, in the order of `check_specs`."""
+    return [c.evaluate(frame, window, stored_columns) for c in _declared(invariants, date_column)]
 
 
 def unique_keys(frame: pl.DataFrame, keys: Sequence[str], *, errors: bool = True) -> dg.AssetCheckResult:
