@@ -21,7 +21,6 @@ from marketplace_assets.checks import check_specs, evaluate_checks, failed_befor
 from marketplace_assets.monitoring import figures_by_partition, freshness_policy_for, preview_markdown
 from marketplace_assets.partitions import time_dimension, to_window
 from marketplace_assets.pii import PiiPolicy
-from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.warehouse import WarehouseResource
 from marketplace_assets.warehouse.base import TableRef
@@ -142,7 +141,8 @@ def _finish(
     to the IO manager. Rows outside the run's partitions stop the run before anything is written."""
     frame, changed = pii.apply(output.value)
     stored = warehouse_store.open().table_columns(TableRef.from_asset_key(monitoring.key.path))
-    window = _run_window(context) if monitoring.date_column else None
+    # Partitioned by time whenever there is a date column, so the run always has a time window.
+    window = to_window(context.partition_time_window) if monitoring.date_column else None
     results = evaluate_checks(
         frame, monitoring.invariants, date_column=monitoring.date_column, window=window, stored_columns=stored
     )
@@ -184,13 +184,6 @@ def _date_column(
         return partition_expr
     assert isinstance(partitions_def, dg.MultiPartitionsDefinition)
     return partition_expr.get(partitions_def.time_window_dimension.name)
-
-
-def _run_window(context: dg.AssetExecutionContext) -> Window | None:
-    try:
-        return to_window(context.partition_time_window)
-    except Exception:  # no single time window (e.g. several apps of a grid): no date check
-        return None
 
 
 def _run_scope(context: dg.AssetExecutionContext) -> str:
