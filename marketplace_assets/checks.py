@@ -5,6 +5,9 @@ speaks about the partitions of that run. A report states its invariants in the c
 (`reports/invariants.py`); every asset also gets `no_new_fields` and, when partitioned by time,
 `dates_in_partition`. Checks whose data the asset does not have are not declared at all, so the UI
 shows only checks that mean something for that asset.
+
+Blocking checks (`blocking=True`: `dates_in_partition`, `identity_keys_present`) stop the run before
+anything is written when they fail: the UI labels them blocking, and the run fails naming the check.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ UNIQUE = "unique_keys"
 NON_NEGATIVE = "non_negative_counts"
 TOTALS = "totals_match_apps"
 DATES = "dates_in_partition"
+KEYS_PRESENT = "identity_keys_present"
 NEW_FIELDS = "no_new_fields"
 # Totals are compared to the cent: amounts arrive as floats with at most two decimals.
 CENT = 0.005
@@ -37,12 +41,24 @@ class _Check:
     name: str
     description: str
     evaluate: Callable[[pl.DataFrame, Window | None, Mapping[str, str]], dg.AssetCheckResult]
+    # A failure stops the write: the run fails and nothing is stored.
+    blocking: bool = False
 
 
 def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
     """The checks that mean something for an asset with these invariants and partition column."""
     checks = []
-    if keys := invariants.unique_keys:
+    if (keys := invariants.unique_keys) and keys != DIMENSIONS:
+        checks.append(
+            _Check(
+                KEYS_PRESENT,
+                f"No row has a null in its identity {_names(keys)}: such a row could never be told apart, "
+                "updated or de-duplicated. Blocking: a failure stops the write.",
+                lambda f, w, s: keys_present(f, keys),
+                blocking=True,
+            )
+        )
+    if keys:
         shown = "every non-numeric column" if keys == DIMENSIONS else _names(keys)
         errors = invariants.duplicates_are_errors
         checks.append(
@@ -67,8 +83,10 @@ def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
         checks.append(
             _Check(
                 DATES,
-                f"Every row's {column} lies inside the run's partitions.",
+                f"Every row's {column} lies inside the run's partitions. "
+                "Blocking: a failure stops the write.",
                 lambda f, w, s: dates_in_partition(f, column, w),
+                blocking=True,
             )
         )
     checks.append(
@@ -87,7 +105,7 @@ def check_specs(
 ) -> list[dg.AssetCheckSpec]:
     """The checks an asset declares, from its invariants and its partition column."""
     return [
-        dg.AssetCheckSpec(c.name, asset=key, description=c.description)
+        dg.AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking)
         for c in _declared(invariants, date_column)
     ]
 
@@ -119,6 +137,32 @@ def unique_keys(frame: pl.DataFrame, keys: Sequence[str], *, errors: bool = True
         metadata["example"] = _example(repeated.select(columns))
     return dg.AssetCheckResult(
         check_name=UNIQUE, passed=repeated.height == 0, severity=severity, metadata=metadata
+    )
+
+
+def keys_present(frame: pl.DataFrame, keys: Sequence[str]) -> dg.AssetCheckResult:
+    columns = [k for k in keys if k in frame.columns]
+    missing = [k for k in keys if k not in frame.columns]
+    if not frame.height:
+        return dg.AssetCheckResult(check_name=KEYS_PRESENT, passed=True, metadata={"rows": 0})
+    null_rows = frame.filter(pl.any_horizontal(pl.col(c).is_null() for c in columns)) if columns else frame
+    metadata: dict[str, object] = {
+        "key": ", ".join(keys),
+        "rows": frame.height,
+        "rows_without_key": null_rows.height,
+    }
+    if missing:
+        metadata["missing_columns"] = ", ".join(missing)
+    if not null_rows.height and not missing:
+        return dg.AssetCheckResult(check_name=KEYS_PRESENT, passed=True, metadata=metadata)
+    metadata["example"] = _example(null_rows)
+    return dg.AssetCheckResult(
+        check_name=KEYS_PRESENT,
+        passed=False,
+        metadata=metadata,
+        description=f"{null_rows.height} of {frame.height} row(s) have no {'/'.join(keys)}"
+        + (f" (the API sent no column {', '.join(missing)})" if missing else f" (e.g. {metadata['example']})")
+        + ".",
     )
 
 
@@ -193,9 +237,13 @@ def no_new_fields(frame: pl.DataFrame, stored_columns: Mapping[str, str]) -> dg.
     )
 
 
-def failed_before_write(results: Sequence[dg.AssetCheckResult]) -> dg.AssetCheckResult | None:
-    """A failure that must stop the write: rows outside the partitions would corrupt other partitions."""
-    return next((r for r in results if r.check_name == DATES and not r.passed), None)
+def failed_before_write(
+    results: Sequence[dg.AssetCheckResult], invariants: Invariants, date_column: str | None
+) -> dg.AssetCheckResult | None:
+    """The first failed blocking check: rows outside the partitions would corrupt other partitions, rows
+    without an identity could never be told apart."""
+    blocking = {c.name for c in _declared(invariants, date_column) if c.blocking}
+    return next((r for r in results if r.check_name in blocking and not r.passed), None)
 
 
 def _dimensions(frame: pl.DataFrame) -> list[str]:

@@ -5,9 +5,10 @@ Each tick (bounded work, well inside Dagster's 60 s tick limit):
 1. If a new day is complete, start one export for the latest day plus a lookback window (late
    corrections: `lastUpdated` is day-granular and revisions arrive late).
 2. Poll at most `max_polls` exports in flight. COMPLETED → exactly one run for that range (run_key =
-   the export id, range tags, the export in run config). FAILED or past its deadline → started again
-   after a backoff, at most `max_attempts` times; then a run is requested that fails with the reason,
-   so the failure is visible on the asset in the UI. Unknown statuses count as running, and are logged.
+   the export id, range tags, the export and the record count it must hold in run config). FAILED →
+   started again after a backoff, at most `max_attempts` times; past the deadline (restarts included,
+   MARKETPLACE_EXPORT_DEADLINE) or out of attempts, a run is requested that fails with the reason, so
+   the failure is visible on the asset in the UI. Unknown statuses count as running, and are logged.
 The state lives in the sensor cursor as small JSON: the last day started and the exports in flight.
 """
 
@@ -23,7 +24,13 @@ from typing import Any
 import dagster as dg
 
 from marketplace_assets.api.errors import MarketplaceApiError
-from marketplace_assets.api.exports import ExportHandle, ExportStatus, export_status, start_export
+from marketplace_assets.api.exports import (
+    ExportHandle,
+    ExportStatus,
+    count_export_records,
+    export_status,
+    start_export,
+)
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import ExportReport
 from marketplace_assets.reports.fetch import Window
@@ -32,7 +39,9 @@ from marketplace_assets.reports.fetch import Window
 @dataclass(frozen=True)
 class ExportSensorSettings:
     minimum_interval_seconds: int = 30
-    deadline_seconds: float = 3 * 3600
+    # How long one export may take, restarts included; None: the resource's export_deadline
+    # (MARKETPLACE_EXPORT_DEADLINE).
+    deadline_seconds: float | None = None
     max_attempts: int = 3
     restart_backoff_seconds: float = 300
     max_polls: int = 25  # per tick: each poll is one HTTP request
@@ -69,6 +78,9 @@ def evaluate_export_sensor(
     now: Callable[[], float] = time.time,
 ) -> dg.SensorResult:
     tick_started = time.monotonic()
+    deadline = (
+        settings.deadline_seconds if settings.deadline_seconds is not None else marketplace.export_deadline
+    )
     state = _load(context.cursor)
     requests: list[dg.RunRequest] = []
     last_key = partitions_def.get_last_partition_key()
@@ -105,8 +117,12 @@ def evaluate_export_sensor(
             window = f"{job['start']}..{job['end']}"
             if job["handle"] is None:
                 params = report.params(_window(job))
+                # The list's count for the same filters, taken before the export starts: the run that
+                # downloads the file fails if it holds fewer records.
+                job["expected"] = count_export_records(client, marketplace.developer_id, report.kind, params)
                 job["handle"] = start_export(client, marketplace.developer_id, report.kind, params).to_dict()
                 job["started"] = now()
+                job.setdefault("first_started", job["started"])
                 context.log.info(f"{report.label}: started export {job['handle']['export_id']} for {window}")
                 still.append(job)
                 continue
@@ -126,6 +142,8 @@ def evaluate_export_sensor(
                     "status_href": handle.status_href,
                     "download_href": handle.download_href,
                 }
+                if job.get("expected") is not None:
+                    config["expected_records"] = job["expected"]
                 requests.append(_run_request(report, job, config, ""))
                 continue
             if status is ExportStatus.UNKNOWN:
@@ -133,16 +151,18 @@ def evaluate_export_sensor(
                     f"{report.label}: export {handle.export_id} has unknown status {raw!r}; "
                     "treated as running"
                 )
-            overdue = now() - job["started"] > settings.deadline_seconds
+            waited = now() - job.get("first_started", job["started"])
+            overdue = waited > deadline
             if status is not ExportStatus.FAILED and not overdue:
                 still.append(job)
                 continue
             problem = (
                 "FAILED"
                 if status is ExportStatus.FAILED
-                else f"not finished after {settings.deadline_seconds:.0f}s"
+                else f"was not finished after waiting {waited:.0f}s "
+                f"(MARKETPLACE_EXPORT_DEADLINE: {deadline:.0f}s)"
             )
-            if job["attempt"] < settings.max_attempts:
+            if job["attempt"] < settings.max_attempts and not overdue:
                 context.log.warning(
                     f"{report.label}: export {handle.export_id} for {window} {problem}; starting it again "
                     f"(attempt {job['attempt'] + 1} of {settings.max_attempts})"
@@ -156,9 +176,10 @@ def evaluate_export_sensor(
                     }
                 )
                 continue
+            times = f" {job['attempt']} times" if status is ExportStatus.FAILED else ""
             message = (
-                f"the export for {window} {problem} {settings.max_attempts} times (last export "
-                f"{handle.export_id}); the sensor gave up. Backfill these partitions to try again."
+                f"the export for {window} {problem}{times} (last export {handle.export_id}); the sensor "
+                "gave up. Backfill these partitions to try again."
             )
             context.log.error(f"{report.label}: {message}")
             requests.append(_run_request(report, job, {"failure": message}, ":failed"))

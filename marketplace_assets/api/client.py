@@ -7,9 +7,11 @@ One `MarketplaceClient` is made per run by `MarketplaceResource` and closed afte
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -24,12 +26,15 @@ import httpx
 import tenacity
 
 from marketplace_assets.api.errors import (
+    IncompleteDataError,
     MarketplaceApiError,
     MarketplaceUnavailableError,
     ReportShapeError,
     Retryable,
+    UnexpectedContentError,
     describe_request,
     redact,
+    secret_forms,
     service_message,
 )
 
@@ -39,6 +44,8 @@ OFFSET_PAGE_LIMIT = 50
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Transport failures worth another attempt: timeouts, refused/reset connections, bodies cut short.
 RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# An S3-style ETag of a single-part object is the hex MD5 of its bytes (multipart ones end in "-N").
+_MD5_ETAG = re.compile(r'^(?:W/)?"?([0-9a-fA-F]{32})"?$')
 
 Params = Mapping[str, Any]
 LOG = logging.getLogger("marketplace_assets.api")
@@ -102,7 +109,7 @@ class MarketplaceClient:
         self.retry = retry or RetrySettings()
         self.log = logger or LOG
         self._sleep = sleep
-        self._secrets = tuple(s for s in (api_token,) if s)
+        self._secrets = secret_forms(email, api_token)
         self._requests = 0
         self._lock = threading.Lock()
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
@@ -122,6 +129,10 @@ class MarketplaceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def redact(self, text: str) -> str:
+        """`text` with this client's credentials (in any encoding) and any Authorization value masked."""
+        return redact(text, self._secrets)
 
     @property
     def request_count(self) -> int:
@@ -164,6 +175,7 @@ class MarketplaceClient:
             try:
                 return response.json()
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                self._refuse_html(request, response.headers.get("Content-Type", ""), response.content[:200])
                 # A body cut or garbled in transit is as transient as a dropped connection.
                 raise Retryable(
                     f"the body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
@@ -189,8 +201,8 @@ class MarketplaceClient:
             path = Path(name)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    for chunk in response.iter_bytes(chunk_size=1 << 20):
-                        out.write(chunk)
+                    received, digest = self._receive(request, response, out)
+                _verify_download(response, received, digest)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
@@ -199,6 +211,24 @@ class MarketplaceClient:
             return path
 
         return self._with_retries(request, attempt)
+
+    def _receive(self, request: httpx.Request, response: httpx.Response, out: Any) -> tuple[int, Any]:
+        """Write the body to `out`; return its size and MD5 (to compare with an S3-style ETag)."""
+        received, digest, first = 0, hashlib.md5(usedforsecurity=False), True
+        for chunk in response.iter_bytes(chunk_size=1 << 20):
+            if first and chunk:
+                self._refuse_html(request, response.headers.get("Content-Type", ""), chunk[:200])
+                first = False
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+        return received, digest
+
+    def _refuse_html(self, request: httpx.Request, content_type: str, head: bytes) -> None:
+        """A 200 that is an HTML page (a proxy's or a login form) will not turn into data by retrying."""
+        text = head.decode("utf-8", "replace").lstrip()
+        if "html" in content_type.lower() or text[:15].lower().startswith(("<!doctype html", "<html")):
+            raise UnexpectedContentError(describe_request(request), content_type, self.redact(text[:120]))
 
     def _send(self, client: httpx.Client, request: httpx.Request, *, stream: bool) -> httpx.Response:
         with self._lock:
@@ -265,16 +295,19 @@ class MarketplaceClient:
 
         When the first page gives `totalCount`, the remaining pages are fetched concurrently (bounded by
         `max_concurrency`) by setting `offset` on the first page's next href; otherwise `_links.next` is
-        followed one page at a time until it is absent.
+        followed one page at a time until it is absent. Fewer records than `totalCount` raise
+        `IncompleteDataError`: a page cut short is lost data, never a smaller result.
         """
         first = self.get_json(target, {**(params or {}), "offset": 0, "limit": OFFSET_PAGE_LIMIT})
         records = _records(first, records_key, target)
         next_href = _next_href(first)
         total = first.get("totalCount") if isinstance(first, dict) else None
         if next_href and isinstance(total, int) and records:
-            page_size = len(records)
-            offsets = list(range(len(records), total, page_size))
             next_url = httpx.URL(self.url(next_href))
+            # The service's page size is where its next link starts (it clamps `limit`); a first page
+            # shorter than that was cut short, and offsets stepped by its length would overlap.
+            page_size = _offset_of(next_url) or len(records)
+            offsets = list(range(page_size, total, page_size))
             urls = [str(next_url.copy_set_param("offset", str(o))) for o in offsets]
             with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
                 pages = list(pool.map(self.get_json, urls))
@@ -290,7 +323,20 @@ class MarketplaceClient:
             page = self.get_json(next_href)
             records.extend(_records(page, records_key, target))
             next_href = _next_href(page)
+        if isinstance(total, int) and len(records) < total:
+            raise IncompleteDataError(
+                f"GET {self.url(target)}",
+                f"the pages held fewer records than the list's totalCount ({total})",
+                expected=total,
+                received=len(records),
+            )
         return records
+
+    def count(self, target: str, params: Params | None) -> int | None:
+        """The list's `totalCount` for these filters, from one record's page; None when it has none."""
+        page = self.get_json(target, {**(params or {}), "offset": 0, "limit": 1})
+        total = page.get("totalCount") if isinstance(page, dict) else None
+        return total if isinstance(total, int) and not isinstance(total, bool) else None
 
     def get_cursor_paged(
         self, target: str, params: Params | None, items_key: str = "items"
@@ -327,6 +373,26 @@ def _query(params: Params | None) -> list[tuple[str, str]] | None:
 def _check_date_range(params: Params | None) -> None:
     if params and params.get("startDate") and params.get("endDate"):
         validate_range(*(date.fromisoformat(str(params[k])[:10]) for k in ("startDate", "endDate")))
+
+
+def _offset_of(url: httpx.URL) -> int | None:
+    value = url.params.get("offset")
+    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
+
+
+def _verify_download(response: httpx.Response, received: int, digest: Any) -> None:
+    """What the transport can prove about a downloaded file: its length against Content-Length (when
+    the body was not re-encoded in transit) and its MD5 against an S3-style single-part ETag."""
+    length = response.headers.get("Content-Length")
+    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if length and length.isdigit() and not encoded and int(length) != received:
+        raise Retryable(f"the download is truncated: {received} of {length} bytes (Content-Length)")
+    etag = _MD5_ETAG.match(response.headers.get("ETag", "").strip())
+    if etag and not encoded and digest.hexdigest() != etag.group(1).lower():
+        raise Retryable(
+            f"the download is truncated or corrupt: its MD5 {digest.hexdigest()} differs from the "
+            f"object's ETag {etag.group(1).lower()} ({received} bytes received)"
+        )
 
 
 def _next_href(page: Any) -> str | None:

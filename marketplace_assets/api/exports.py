@@ -27,6 +27,13 @@ class ExportKind(StrEnum):
     ATTRIBUTION = "attribution"
 
     @property
+    def list_path(self) -> str | None:
+        """The offset-paged list with the same filters, whose `totalCount` says how many records the
+        export must hold; marketing attribution has no such list."""
+        paths = {"licenses": "/licenses", "transactions": "/sales/transactions"}
+        return REPORTING + paths[self.value] if self.value in paths else None
+
+    @property
     def start_path(self) -> str:
         return (
             REPORTING
@@ -135,21 +142,35 @@ def await_download(
         try:
             return download_export(client, handle)
         except ExportNotReadyError:
-            if clock() - started > lifecycle.deadline:
+            waited = clock() - started
+            if waited > lifecycle.deadline:
                 raise ExportFailedError(
-                    f"export {handle.export_id} was still being processed after {lifecycle.deadline:.0f}s"
+                    f"export {handle.export_id} was still being processed after waiting {waited:.0f}s "
+                    f"(MARKETPLACE_EXPORT_DEADLINE: {lifecycle.deadline:.0f}s)"
                 ) from None
             sleep(lifecycle.poll_interval)
 
 
 @dataclass(frozen=True)
 class Lifecycle:
-    """How long to wait for an export and how often to start it again."""
+    """How long to wait for an export, how often to look, and how often to start a FAILED one again.
+
+    `deadline` bounds the whole export, restarts included (MARKETPLACE_EXPORT_DEADLINE)."""
 
     poll_interval: float = 5.0
-    deadline: float = 3600.0  # seconds one export may take before it is abandoned and restarted
+    deadline: float = 3 * 3600.0
     max_restarts: int = 2
     restart_backoff: float = 30.0
+
+
+def count_export_records(
+    client: MarketplaceClient, developer_id: str, kind: ExportKind, params: Mapping[str, Any]
+) -> int | None:
+    """How many records an export with these filters must hold, by the list endpoint's `totalCount`
+    for the same filters (one request of one record); None where the report has no list."""
+    if kind.list_path is None:
+        return None
+    return client.count(kind.list_path.format(developerId=developer_id), params)
 
 
 def run_export(
@@ -163,42 +184,62 @@ def run_export(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[ExportHandle, Path]:
-    """Start an export and see it through inside a run: poll, download, restart a FAILED or stuck one."""
-    problems: list[str] = []
+    """Start an export and see it through inside a run: poll, download, restart a FAILED one, and give
+    up once the deadline (restarts included) has passed, naming the export and the time waited."""
+    began = clock()
+
+    def time_left() -> float:
+        return lifecycle.deadline - (clock() - began)
+
+    failed: list[str] = []
     for attempt in range(lifecycle.max_restarts + 1):
         if attempt:
-            sleep(lifecycle.restart_backoff * attempt)
+            sleep(max(0.0, min(lifecycle.restart_backoff * attempt, time_left())))
         handle = start_export(client, developer_id, kind, params)
-        log(
-            f"{kind.value} export {handle.export_id} started "
-            f"(attempt {attempt + 1} of {lifecycle.max_restarts + 1})"
-        )
-        started = clock()
-        while clock() - started < lifecycle.deadline:
-            status, raw = export_status(client, handle)
-            if status is ExportStatus.FAILED:
-                problems.append(f"{handle.export_id} FAILED")
-                log(f"{kind.value} export {handle.export_id} FAILED")
-                break
-            if status is ExportStatus.UNKNOWN:
-                log(
-                    f"{kind.value} export {handle.export_id}: unknown status {raw!r}, "
-                    "treated as still running"
-                )
-            if status is ExportStatus.COMPLETED:
-                try:
-                    return handle, download_export(client, handle)
-                except ExportNotReadyError:
-                    log(
-                        f"{kind.value} export {handle.export_id} COMPLETED but still being processed; "
-                        "polling on"
-                    )
-            sleep(lifecycle.poll_interval)
-        else:
-            problems.append(f"{handle.export_id} not finished after {lifecycle.deadline:.0f}s")
-            log(f"{kind.value} export {handle.export_id} abandoned after {lifecycle.deadline:.0f}s")
+        attempts = lifecycle.max_restarts + 1
+        log(f"{kind.value} export {handle.export_id} started (attempt {attempt + 1} of {attempts})")
+        path, last_status = _see_through(client, handle, lifecycle, time_left, log, sleep)
+        if path is not None:
+            return handle, path
+        if last_status != ExportStatus.FAILED.value:
+            raise ExportFailedError(
+                f"{kind.value} export {handle.export_id} did not complete within the deadline: waited "
+                f"{clock() - began:.0f}s (MARKETPLACE_EXPORT_DEADLINE: {lifecycle.deadline:.0f}s), last "
+                f"status {last_status!r}{'; earlier attempts: ' + ', '.join(failed) if failed else ''}. The "
+                "Marketplace may be slow to prepare exports; raise MARKETPLACE_EXPORT_DEADLINE or narrow the "
+                "date range."
+            )
+        failed.append(f"{handle.export_id} FAILED")
+        if time_left() <= 0:
+            break
     raise ExportFailedError(
-        f"{kind.value} export did not complete after {lifecycle.max_restarts + 1} attempts "
-        f"({'; '.join(problems)}). "
-        "The Marketplace may be having trouble preparing exports; re-run later or narrow the date range."
+        f"{kind.value} export did not complete after {len(failed)} attempt(s) in {clock() - began:.0f}s "
+        f"({', '.join(failed)}). The Marketplace may be having trouble preparing exports; re-run later or "
+        "narrow the date range."
     )
+
+
+def _see_through(
+    client: MarketplaceClient,
+    handle: ExportHandle,
+    lifecycle: Lifecycle,
+    time_left: Callable[[], float],
+    log: Callable[[str], None],
+    sleep: Callable[[float], None],
+) -> tuple[Path | None, str]:
+    """Poll one export until it is downloaded (the file), FAILED, or out of time (None, last status)."""
+    last = ""
+    while time_left() > 0:
+        status, last = export_status(client, handle)
+        if status is ExportStatus.FAILED:
+            log(f"export {handle.export_id} FAILED")
+            return None, ExportStatus.FAILED.value
+        if status is ExportStatus.UNKNOWN:
+            log(f"export {handle.export_id}: unknown status {last!r}, treated as still running")
+        if status is ExportStatus.COMPLETED:
+            try:
+                return download_export(client, handle), last
+            except ExportNotReadyError:
+                log(f"export {handle.export_id} is COMPLETED but still being processed; polling on")
+        sleep(max(0.0, min(lifecycle.poll_interval, time_left())))
+    return None, last

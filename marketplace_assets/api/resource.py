@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from marketplace_assets.api.client import DEFAULT_BASE_URL, MarketplaceClient, RetrySettings
+from marketplace_assets.api.errors import redact, secret_forms
 
 SANDBOX_BASE_URL = "https://sandbox.invalid/marketplace"
 
@@ -31,12 +32,23 @@ class MarketplaceResource(dg.ConfigurableResource):
     max_attempts: int = 6
     # Seconds between status polls when a run drives its own async export.
     export_poll_interval: float = 5.0
+    # Seconds one async export may take, restarts included, before the run (or sensor) gives up on it
+    # (MARKETPLACE_EXPORT_DEADLINE).
+    export_deadline: float = 3 * 3600.0
+    # A step whose API stayed unavailable through every client retry is tried again this many times,
+    # this many seconds later (4xx answers and data errors never are).
+    transient_retries: int = 2
+    transient_retry_wait: float = 60.0
 
     _client: MarketplaceClient | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> str:
         return "sandbox" if self.sandbox else "live"
+
+    def redact(self, text: str) -> str:
+        """`text` without these credentials in any encoding, nor any Authorization value."""
+        return redact(text, secret_forms(self.email, self.api_token))
 
     def make_client(self, logger: Any = None) -> MarketplaceClient:
         """A new client; the caller closes it. Assets use `get_client()` instead."""

@@ -15,9 +15,10 @@ import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.client import MarketplaceClient
-from marketplace_assets.api.errors import MarketplaceError
+from marketplace_assets.api.errors import MarketplaceError, MarketplaceUnavailableError
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.checks import check_specs, evaluate_checks, failed_before_write
+from marketplace_assets.field_types import check_field_types
 from marketplace_assets.monitoring import figures_by_partition, freshness_policy_for, preview_markdown
 from marketplace_assets.partitions import time_dimension, to_window
 from marketplace_assets.pii import PiiPolicy
@@ -90,15 +91,12 @@ def marketplace_asset(
             warehouse_store: WarehouseResource,
             **kwargs: Any,
         ) -> Iterator[Any]:
+            marketplace: MarketplaceResource | None = kwargs.get("marketplace")
             try:
                 output = body(context, *args, **kwargs)
+                yield from _finish(context, output, monitoring, pii, warehouse_store)
             except MarketplaceError as exc:
-                # The API's own words, with what was being fetched: enough to act on from the run page.
-                raise dg.Failure(
-                    description=f"{monitoring.label}, {_run_scope(context)}: {exc}",
-                    metadata={"report": monitoring.label, "partitions": _run_scope(context)},
-                ) from exc
-            yield from _finish(context, output, monitoring, pii, warehouse_store)
+                raise _failure_or_retry(context, monitoring.label, exc, marketplace) from exc
 
         _add_parameters(run_and_finish, body, pii=PiiPolicy, warehouse_store=WarehouseResource)
         return asset(run_and_finish)
@@ -121,6 +119,33 @@ class _Monitoring:
         return "/".join(self.key.path)
 
 
+def _failure_or_retry(
+    context: dg.AssetExecutionContext,
+    label: str,
+    error: MarketplaceError,
+    marketplace: MarketplaceResource | None,
+) -> dg.Failure | dg.RetryRequested:
+    """The step's end: the API's own words with the report and partitions, enough to act on from the
+    run page. Only an API that stayed unavailable is transient: the step is tried again later. A 4xx,
+    a wrong shape, lost records or type drift will not fix themselves, so they fail at once."""
+    scope = _run_scope(context)
+    message = f"{label}, {scope}: {error}"
+    if marketplace is not None:
+        message = marketplace.redact(message)
+    retries = marketplace.transient_retries if marketplace is not None else 0
+    if isinstance(error, MarketplaceUnavailableError) and context.retry_number < retries:
+        wait = marketplace.transient_retry_wait if marketplace is not None else 0.0
+        context.log.warning(
+            f"{message} Trying the step again in {wait:.0f}s (retry {context.retry_number + 1} of {retries})."
+        )
+        return dg.RetryRequested(max_retries=retries, seconds_to_wait=wait)
+    return dg.Failure(
+        description=message,
+        metadata={"report": label, "partitions": scope, "error": type(error).__name__},
+        allow_retries=False,
+    )
+
+
 def _add_parameters(wrapper: Callable[..., Any], body: Callable[..., Any], **resources: type) -> None:
     """Give the wrapper the body's signature plus the resources `_finish` needs, so Dagster (which reads
     the signature to bind resources) passes them in without every asset body declaring them."""
@@ -141,16 +166,21 @@ def _finish(
     to the IO manager. Rows outside the run's partitions stop the run before anything is written."""
     frame, changed = pii.apply(output.value)
     stored = warehouse_store.open().table_columns(TableRef.from_asset_key(monitoring.key.path))
+    # Before any figure is computed on it: a text amount would fail there with a raw polars error.
+    check_field_types(frame, monitoring.label, stored, monitoring.invariants.numeric_columns())
     # Partitioned by time whenever there is a date column, so the run always has a time window.
     window = to_window(context.partition_time_window) if monitoring.date_column else None
     results = evaluate_checks(
         frame, monitoring.invariants, date_column=monitoring.date_column, window=window, stored_columns=stored
     )
-    if (outside := failed_before_write(results)) is not None:
+    blocked = failed_before_write(results, monitoring.invariants, monitoring.date_column)
+    if blocked is not None:
         yield from results
         raise dg.Failure(
-            description=f"{monitoring.label}, {_run_scope(context)}: {outside.description} Nothing was "
-            "written: the API answered for other dates than asked, or the partition column is wrong.",
+            description=f"{monitoring.label}, {_run_scope(context)}: blocking check {blocked.check_name} "
+            f"failed: {blocked.description} Nothing was written.",
+            metadata={"report": monitoring.label, "partitions": _run_scope(context)},
+            allow_retries=False,
         )
     if context.has_partition_key or context.has_partition_key_range:
         counted = frame.unique(list(monitoring.merge_keys), keep="last") if monitoring.merge_keys else frame

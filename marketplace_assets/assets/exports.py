@@ -13,7 +13,15 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from marketplace_assets.api.exports import ExportHandle, ExportKind, Lifecycle, await_download, run_export
+from marketplace_assets.api.errors import ConflictingRecordsError, IncompleteDataError, ReportShapeError
+from marketplace_assets.api.exports import (
+    ExportHandle,
+    ExportKind,
+    Lifecycle,
+    await_download,
+    count_export_records,
+    run_export,
+)
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import describe, marketplace_asset, start_run
 from marketplace_assets.partitions import window_of
@@ -37,6 +45,9 @@ class ExportReport:
     lookback_days: int = 3  # the sensor re-exports this many recent days for late corrections
     invariants: Invariants = field(default_factory=Invariants)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Records with no `partition_column` are dated by the first of these fields they have (the record
+    # shape is not documented: see docs/api-notes.md, "Marketing attribution").
+    date_candidates: tuple[str, ...] = ()
 
     @property
     def key(self) -> list[str]:
@@ -46,6 +57,37 @@ class ExportReport:
     def label(self) -> str:
         return f"{self.area}/{self.name}"
 
+    def date_records(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+        """Give every record its `partition_column` from the first candidate date field it has, and say
+        which fields were used. Fails naming the fields found when a record has none of them."""
+        if not self.date_candidates or not frame.height:
+            return frame, self.partition_column
+        present = [c for c in self.date_candidates if c in frame.columns]
+        dates = {
+            c: pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+            for c in present
+        }
+        source = pl.lit(None, dtype=pl.String)
+        for column in reversed(present):  # the first candidate with a date wins
+            source = pl.when(dates[column].is_not_null()).then(pl.lit(column)).otherwise(source)
+        dated = frame.with_columns(
+            pl.coalesce(list(dates.values())).alias(self.partition_column)
+            if present
+            else pl.lit(None, pl.Date),
+            source.alias("__dated_by"),
+        )
+        undated = dated.filter(pl.col("__dated_by").is_null()).height
+        if undated:
+            raise ReportShapeError(
+                self.label,
+                f"{undated} of {frame.height} record(s) have no date in any of "
+                f"{', '.join(self.date_candidates)} (the records have the fields {', '.join(frame.columns)})",
+            )
+        counts = dated.group_by("__dated_by").len().sort("__dated_by")
+        used = dict(zip(counts["__dated_by"].to_list(), counts["len"].to_list(), strict=True))
+        described = ", ".join(f"{c} ({used[c]} rows)" for c in present if c in used)
+        return dated.drop("__dated_by"), described
+
     def keep(self, frame: pl.DataFrame, window: Window) -> pl.DataFrame:
         """Rows of the window only: an export filtered by `lastUpdated` (on or after) also returns later
         versions, which belong to later partitions."""
@@ -54,6 +96,18 @@ class ExportReport:
         inside = frame[self.partition_column].is_between(window.start, window.end)
         # Filtering copies every column: skip it when nothing is outside (a million-row export).
         return frame if inside.all() else frame.filter(inside)
+
+
+# How a marketing-attribution record is dated, in order: the evaluation's start date first.
+ATTRIBUTION_DATE_FIELDS = (
+    "evaluation_start_date",
+    "evaluation_date",
+    "start_date",
+    "date",
+    "activity_date",
+    "event_date",
+    "day",
+)
 
 
 def _updated_since(window: Window) -> dict[str, Any]:
@@ -80,6 +134,7 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         params=Window.params,
         invariants=Invariants(
             unique_keys=("transaction_line_item_id",),
+            numeric=("purchase_details_vendor_amount", "purchase_details_purchase_price"),
             figures={
                 "vendor_amount": pl.col("purchase_details_vendor_amount").sum(),
                 "purchase_price": pl.col("purchase_details_purchase_price").sum(),
@@ -112,11 +167,16 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         "marketing",
         "attribution",
         ExportKind.ATTRIBUTION,
-        "Marketing attribution: visits, evaluations and installs per app, day and channel.",
-        "One partition per day.",
+        "Marketing attribution: customer activity on app pages (visits, evaluations, installs per app and "
+        "channel) in the 30 days before an evaluation starts.",
+        "One partition per day, by the evaluation's start date. The reference documents no record shape, so "
+        "each record is dated by the first of these fields it has: "
+        + ", ".join(ATTRIBUTION_DATE_FIELDS)
+        + ". The materialization's `dated_by` metadata says which were used.",
         partition_column="date",
-        date_columns=("date",),
+        date_columns=(),
         params=Window.params,
+        date_candidates=ATTRIBUTION_DATE_FIELDS,
         invariants=Invariants(
             non_negative=("visits", "unique_visitors", "evaluations", "installs"),
             figures={n: pl.col(n).sum() for n in ("visits", "evaluations", "installs")},
@@ -131,6 +191,11 @@ class ExportRunConfig(dg.Config):
     export_id: str = Field(default="", description="A finished export to download (set by the sensor)")
     status_href: str = ""
     download_href: str = ""
+    expected_records: int | None = Field(
+        default=None,
+        description="The list's totalCount for the export's filters, taken by the sensor before it started "
+        "the export; the file must hold at least this many records",
+    )
     failure: str = Field(default="", description="Set by the sensor when an export failed for good")
 
 
@@ -159,27 +224,105 @@ def build_export_asset(
         if config.failure:
             raise dg.Failure(f"{report.label}, days {window.start}..{window.end}: {config.failure}")
         run = start_run(context, marketplace, report.label)
+        params = report.params(window)
+        lifecycle = _lifecycle(marketplace)
         if config.export_id:
             handle = ExportHandle(config.export_id, config.status_href, config.download_href)
+            expected = config.expected_records
             context.log.info(
                 f"{report.label}: downloading export {handle.export_id} for {window.start}..{window.end}"
             )
-            path = await_download(
-                run.client, handle, Lifecycle(poll_interval=marketplace.export_poll_interval)
-            )
+            path = await_download(run.client, handle, lifecycle)
         else:
+            # Counted before the export starts: the file must hold at least as many records.
+            expected = count_export_records(run.client, marketplace.developer_id, report.kind, params)
             handle, path = run_export(
-                run.client, marketplace.developer_id, report.kind, report.params(window),
-                lifecycle=Lifecycle(poll_interval=marketplace.export_poll_interval), log=context.log.info,
+                run.client, marketplace.developer_id, report.kind, params, lifecycle=lifecycle,
+                log=context.log.info,
             )  # fmt: skip
         try:
             frame = read_export(path, handle.accept, report.label, report.date_columns)
         finally:
             path.unlink(missing_ok=True)
+        verified = reconcile(
+            report.label,
+            handle.export_id,
+            frame.height,
+            expected,
+            lambda: count_export_records(run.client, marketplace.developer_id, report.kind, params),
+            context.log.warning,
+        )
+        frame, dated_by = report.date_records(frame)
+        if not report.merge_keys and report.invariants.unique_keys:
+            frame = collapse_duplicates(
+                frame, report.label, report.invariants.unique_keys, context.log.warning
+            )
         kept = report.keep(frame, window)
-        return run.output(kept, export_id=handle.export_id, rows_in_export=frame.height)
+        extra = {"dated_by": dated_by} if report.date_candidates else {}
+        return run.output(
+            kept, export_id=handle.export_id, rows_in_export=frame.height, completeness=verified, **extra
+        )
 
     return _export_asset
+
+
+def _lifecycle(marketplace: MarketplaceResource) -> Lifecycle:
+    return Lifecycle(poll_interval=marketplace.export_poll_interval, deadline=marketplace.export_deadline)
+
+
+def reconcile(
+    label: str,
+    export_id: str,
+    received: int,
+    expected: int | None,
+    recount: Callable[[], int | None],
+    warn: Callable[[str], None],
+) -> str:
+    """Compare an export file's records with the list's count taken before the export started.
+
+    Fewer records is loss, unless records legitimately left the filter in between: then the list's
+    count, asked again now, has fallen to what the file holds (docs/api-notes.md, "Completeness").
+    Returns what was verified, for the materialization's metadata."""
+    if expected is None:
+        return "not verifiable: the API gives no count for this export (file syntax checked)"
+    if received >= expected:
+        return f"{received} records, the list counted {expected} before the export"
+    now = recount()
+    if now is not None and received >= now:
+        warn(
+            f"{label}: export {export_id} holds {received} records where the list counted {expected} before "
+            f"it started; the list now counts {now}, so {expected - now} record(s) left the filter in "
+            "between (revised or removed by the service). Accepted: the file matches the current count."
+        )
+        return f"{received} records; the list's count fell from {expected} to {now} during the export"
+    raise IncompleteDataError(
+        f"{label}: export {export_id}",
+        "the file holds fewer records than the list endpoint counts for the same filters"
+        + (f" (before the export: {expected}; now: {now})" if now is not None else ""),
+        expected=expected,
+        received=received,
+    )
+
+
+def collapse_duplicates(
+    frame: pl.DataFrame, label: str, keys: tuple[str, ...], warn: Callable[[str], None]
+) -> pl.DataFrame:
+    """Identical repeated rows are one record sent twice: keep one, with a warning. Rows that share a
+    key but differ elsewhere are two versions of one record, and which is right cannot be told: fail."""
+    unique = frame.unique(maintain_order=True)
+    if unique.height < frame.height:
+        warn(f"{label}: dropped {frame.height - unique.height} row(s) identical to another row of the export")
+    repeated = unique.filter(pl.struct(list(keys)).is_duplicated())
+    if repeated.height:
+        example = repeated.sort(list(keys)).head(2)
+        differing = [c for c in example.columns if example[c].n_unique() > 1]
+        raise ConflictingRecordsError(
+            label,
+            f"{repeated.height} row(s) share a {'/'.join(keys)} with another row but differ in "
+            f"{', '.join(differing[:5]) or 'some field'} (e.g. {'/'.join(keys)} = "
+            f"{', '.join(str(example[k][0]) for k in keys)}); which version is right cannot be told",
+        )
+    return unique
 
 
 def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
@@ -208,14 +351,17 @@ def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource
     ) -> dg.Output[pl.DataFrame]:
         run = start_run(context, marketplace, "licenses/current")
+        count = lambda: count_export_records(run.client, marketplace.developer_id, ExportKind.LICENSES, {})  # noqa: E731
+        expected = count()
         handle, path = run_export(
-            run.client, marketplace.developer_id, ExportKind.LICENSES, {},
-            lifecycle=Lifecycle(poll_interval=marketplace.export_poll_interval), log=context.log.info,
+            run.client, marketplace.developer_id, ExportKind.LICENSES, {}, lifecycle=_lifecycle(marketplace),
+            log=context.log.info,
         )  # fmt: skip
         try:
             frame = read_export(path, handle.accept, "licenses/current", ("last_updated",))
         finally:
             path.unlink(missing_ok=True)
+        reconcile("licenses/current", handle.export_id, frame.height, expected, count, context.log.warning)
         latest = frame.sort("last_updated").unique("app_entitlement_number", keep="last", maintain_order=True)
         return run.output(latest, export_id=handle.export_id, duplicates_removed=frame.height - latest.height)
 

@@ -1,7 +1,10 @@
-"""Reading an async export's file (CSV or JSON) into the same flattened, snake_case frame.
+"""Reading a downloaded file (an async export's CSV or JSON, a CSV report) into a snake_case frame.
 
 Both readers stay inside polars (no Python object per row), so a file of a million line items is read
 in bounded memory. Columns come out as in `normalize.flatten`: the leaf path joined with `_`.
+
+A file whose last record is cut fails as truncated before it is parsed: polars would read a CSV line
+cut short as a row with nulls in its missing fields (docs/api-notes.md, "Completeness").
 """
 
 from __future__ import annotations
@@ -12,8 +15,14 @@ from pathlib import Path
 
 import polars as pl
 
-from marketplace_assets.api.errors import ReportShapeError
-from marketplace_assets.reports.normalize import snake_case
+from marketplace_assets.api.errors import IncompleteDataError, ReportShapeError, TypeDriftError
+from marketplace_assets.reports.normalize import parse_dates, snake_case
+
+# polars' message when a value does not fit the type it inferred from the first rows.
+_UNPARSABLE = re.compile(
+    r"could not parse `(?P<value>.*?)` as dtype `(?P<dtype>[^`]+)` at column '(?P<column>[^']+)'"
+)
+_TAIL = 4096
 
 # Identifiers that look numeric but are text (postcodes, phone numbers, entitlement numbers, ...): read
 # as strings so leading zeros and formats survive.
@@ -24,19 +33,50 @@ def _leaf(column: str) -> str:
     return column.rsplit(".", 1)[-1]
 
 
+def check_file_complete(path: Path, fmt: str, report: str) -> None:
+    """Refuse a file whose last record is cut: a CSV must end with a line end, a JSON document with the
+    bracket or brace that closes it. (An empty file is an empty result, not a cut one.)"""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb") as file:
+        file.seek(max(0, size - _TAIL))
+        tail = file.read()
+    last = tail.rstrip(b" \t\r\n")[-1:] if fmt == "json" else tail[-1:]
+    expected = (b"]", b"}") if fmt == "json" else (b"\n",)
+    if last not in expected:
+        ending = tail.splitlines()[-1][-80:].decode("utf-8", "replace") if tail.strip() else ""
+        raise IncompleteDataError(
+            f"Report {report}",
+            f"the {fmt.upper()} file ({size} bytes) is truncated: its last record is cut off "
+            f"(it ends with {ending!r}, not {' or '.join(repr(e.decode()) for e in expected)})",
+        )
+
+
 def read_csv_export(path: Path, report: str) -> pl.DataFrame:
     """A CSV export: dotted camelCase headers (`purchaseDetails.purchasePrice`), lists as JSON text."""
+    check_file_complete(path, "csv", report)
     try:
         header = pl.read_csv(path, n_rows=0).columns
     except pl.exceptions.NoDataError:
         return pl.DataFrame()
     overrides = {c: pl.String for c in header if _TEXT_LIKE.search(_leaf(c))}
-    try:
-        frame = pl.read_csv(path, schema_overrides=overrides, infer_schema_length=10_000)
-    except pl.exceptions.ComputeError as exc:
-        raise ReportShapeError(report, f"the export CSV does not parse: {str(exc).splitlines()[0]}") from exc
+    frame = read_csv_checked(path, report, schema_overrides=overrides, infer_schema_length=10_000)
     frame = frame.rename({c: snake_case(c) for c in frame.columns})
     return _decode_json_lists(frame)
+
+
+def read_csv_checked(path: Path, report: str, **options: object) -> pl.DataFrame:
+    """`pl.read_csv`, with its failures said in the report's terms: a value that does not fit the type
+    the column had in earlier rows is type drift; anything else is a file that does not parse."""
+    try:
+        return pl.read_csv(path, **options)  # type: ignore[arg-type]
+    except pl.exceptions.ComputeError as exc:
+        if match := _UNPARSABLE.search(str(exc)):
+            raise TypeDriftError(
+                report, snake_case(match["column"]), match["dtype"], "text", match["value"]
+            ) from None
+        raise ReportShapeError(report, f"the CSV file does not parse: {str(exc).splitlines()[0]}") from exc
 
 
 def _decode_json_lists(frame: pl.DataFrame) -> pl.DataFrame:
@@ -55,6 +95,7 @@ def read_json_export(path: Path, report: str) -> pl.DataFrame:
     """A JSON export (an array of objects): nested objects unnested into columns, lists kept as lists."""
     if path.stat().st_size <= 2:
         return pl.DataFrame()
+    check_file_complete(path, "json", report)
     try:
         frame = pl.read_json(path, infer_schema_length=None)
     except (pl.exceptions.ComputeError, ValueError) as exc:
@@ -75,9 +116,4 @@ def _unnest_all(frame: pl.DataFrame) -> pl.DataFrame:
 
 def read_export(path: Path, accept: str, report: str, date_columns: Sequence[str] = ()) -> pl.DataFrame:
     frame = read_csv_export(path, report) if accept == "csv" else read_json_export(path, report)
-    for column in date_columns:
-        if column in frame.columns and frame.schema[column] != pl.Date:
-            frame = frame.with_columns(
-                pl.col(column).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-            )
-    return frame
+    return parse_dates(frame, report, date_columns)

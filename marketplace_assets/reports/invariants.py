@@ -32,6 +32,12 @@ class Invariants:
     # Per-partition key figures for the UI (name -> aggregate expression over the partition's rows);
     # `dagster/row_count` is always there.
     figures: Mapping[str, pl.Expr] = field(default_factory=dict)
+    # Columns that must be numbers (amounts summed into figures): text there is type drift, even on a
+    # first load (`field_types.py`). Non-negative and additive columns are numbers too.
+    numeric: tuple[str, ...] = ()
+
+    def numeric_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.numeric, *self.non_negative, *self.additive)))
 
     def all_figures(self) -> dict[str, pl.Expr]:
         """The declared figures, plus the total of each additive column (over the total rows)."""

@@ -12,6 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from marketplace_assets.api.errors import TypeDriftError
+
 _WORD_BOUNDARY = re.compile(r"(.)([A-Z][a-z]+)")
 _LOWER_UPPER = re.compile(r"([a-z0-9])([A-Z])")
 _NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
@@ -44,6 +46,7 @@ def records_frame(
     *,
     base_schema: Mapping[str, pl.DataType] | None = None,
     date_columns: Sequence[str] = (),
+    report: str = "",
 ) -> pl.DataFrame:
     """A frame of flattened records, with the report's known columns always present.
 
@@ -55,12 +58,22 @@ def records_frame(
     for column, dtype in (base_schema or {}).items():
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
-    for column in date_columns:
-        if column in frame.columns and frame.schema[column] != pl.Date:
-            frame = frame.with_columns(
-                pl.col(column).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d")
-            )
+    frame = parse_dates(frame, report, date_columns)
     # A stable column order: known columns first, then whatever the API sent, sorted.
     known = [c for c in (base_schema or {}) if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in known)
     return frame.select(known + rest)
+
+
+def parse_dates(frame: pl.DataFrame, report: str, date_columns: Sequence[str]) -> pl.DataFrame:
+    """`YYYY-MM-DD` (or a timestamp's date part) into dates; a value that is no date is type drift."""
+    for column in date_columns:
+        if column not in frame.columns or frame.schema[column] == pl.Date:
+            continue
+        text = frame.get_column(column).cast(pl.String)
+        parsed = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        bad = text.filter(parsed.is_null() & text.is_not_null())
+        if bad.len():
+            raise TypeDriftError(report, column, "a date (YYYY-MM-DD)", "text", bad[0])
+        frame = frame.with_columns(parsed.alias(column))
+    return frame

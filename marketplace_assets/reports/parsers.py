@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from marketplace_assets.api.errors import ReportShapeError
+from marketplace_assets.reports.export_files import check_file_complete, read_csv_checked
 from marketplace_assets.reports.normalize import flatten, records_frame, snake_case
 
 # The tidy shape of DESIGN.md, shared by every per-app report: identity first, then the date.
@@ -211,12 +212,11 @@ def parse_product_keywords(body: Any, report: str, period_start: date) -> pl.Dat
 
 def parse_csv(path: Path, report: str, *, stamp: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """A CSV export: columns snake_cased, every value kept; `stamp` adds constant columns (e.g. date)."""
+    check_file_complete(path, "csv", report)
     try:
-        frame = pl.read_csv(path, infer_schema_length=10_000, try_parse_dates=False)
+        frame = read_csv_checked(path, report, infer_schema_length=10_000, try_parse_dates=False)
     except pl.exceptions.NoDataError:
         frame = pl.DataFrame()
-    except pl.exceptions.ComputeError as exc:
-        raise ReportShapeError(report, f"the CSV file does not parse: {str(exc).splitlines()[0]}") from exc
     frame = frame.rename({c: snake_case(c) for c in frame.columns})
     for name, value in (stamp or {}).items():
         if name not in frame.columns:

@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -27,7 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from marketplace_assets.warehouse.base import TableRef, WarehouseError, WriteResult, logger
+from marketplace_assets.warehouse.base import TableRef, WarehouseBusyError, WriteResult, logger
 
 # Names of the views registered on a connection for one statement; connections are never shared.
 FRAME_VIEW = "__wh_frame"
@@ -51,12 +51,10 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and _LOCK_CONFLICT in str(exc)
 
 
-def _log_lock_wait(state: RetryCallState) -> None:
-    logger.info(
-        "DuckDB file is locked by another process; retrying (attempt %d, %.1fs so far)",
-        state.attempt_number,
-        state.seconds_since_start or 0.0,
-    )
+# While waiting for another process's lock, say so this often (the waits themselves are short).
+LOCK_WAIT_REPORT_SECONDS = 10.0
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_FRACTION_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL")
 
 
 @dataclass(frozen=True)
@@ -69,14 +67,22 @@ class PreparedTable:
     columns: dict[str, str]
     # Column name -> SQL type of the registered frame (empty for a frame without columns).
     frame_types: dict[str, str]
+    widened_columns: list[str] = field(default_factory=list)
 
 
 class DuckDBCore:
     """Connection handling and the schema steps shared by replace and merge writes."""
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float = 60.0,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.path = Path(path).expanduser()
         self.lock_timeout = lock_timeout
+        self.on_wait = on_wait
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -125,13 +131,19 @@ class DuckDBCore:
             con.register(FRAME_VIEW, df)
             frame_types = self._frame_types(con)
         created = not existing
+        widened: list[str] = []
         if created:
             self._create_table(con, table, frame_types)
             added: list[str] = []
         else:
             added = self._add_columns(con, table, existing, frame_types)
+            widened = self._widen_columns(con, table, existing, frame_types)
         return PreparedTable(
-            created=created, added_columns=added, columns=self._columns(con, table), frame_types=frame_types
+            created=created,
+            added_columns=added,
+            columns=self._columns(con, table),
+            frame_types=frame_types,
+            widened_columns=widened,
         )
 
     def _create_table(
@@ -155,6 +167,24 @@ class DuckDBCore:
             # Nullable and without default: the rows already stored read as null in the new column.
             con.execute(f"ALTER TABLE {qt(table)} ADD COLUMN {q(name)} {frame_types[name]}")
         return added
+
+    def _widen_columns(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: TableRef,
+        existing: dict[str, str],
+        frame_types: dict[str, str],
+    ) -> list[str]:
+        """Integer columns that now receive fractions become DOUBLE: DuckDB would otherwise round 12.5
+        into an integer column without a word."""
+        stored = {name.lower(): (name, sql_type.upper()) for name, sql_type in existing.items()}
+        widened = []
+        for name, sql_type in frame_types.items():
+            name_in_table, stored_type = stored.get(name.lower(), (name, ""))
+            if stored_type.startswith(_INTEGER_TYPES) and sql_type.upper().startswith(_FRACTION_TYPES):
+                con.execute(f"ALTER TABLE {qt(table)} ALTER COLUMN {q(name_in_table)} TYPE DOUBLE")
+                widened.append(name_in_table)
+        return widened
 
     def _insert_rows(self, con: duckdb.DuckDBPyConnection, table: TableRef) -> int:
         # BY NAME: frame columns land in the table columns of the same name whatever their order;
@@ -193,12 +223,23 @@ class DuckDBCore:
             con.close()
 
     def _connect(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        reported = [0.0]
+
+        def report_wait(state: RetryCallState) -> None:
+            waited = state.seconds_since_start or 0.0
+            if waited - reported[0] < LOCK_WAIT_REPORT_SECONDS:
+                return
+            reported[0] = waited
+            logger.info("Waiting for DuckDB's lock on %s (%.0fs so far)", self.path, waited)
+            if self.on_wait is not None:
+                self.on_wait(waited)
+
         retrying = Retrying(
             retry=retry_if_exception(_is_lock_conflict),
             # Short first waits (steps usually hold the file for well under a second), capped at 2 s.
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
             stop=stop_after_delay(self.lock_timeout),
-            before_sleep=_log_lock_wait,
+            before_sleep=report_wait,
             reraise=True,
         )
         try:
@@ -206,7 +247,7 @@ class DuckDBCore:
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
                 raise
-            raise WarehouseError(
+            raise WarehouseBusyError(
                 f"Could not open {self.path} within {self.lock_timeout:.0f}s: another process holds "
                 f"DuckDB's write lock ({exc}). DuckDB allows one writing process per file; wait for it "
                 "to finish or limit concurrent runs."

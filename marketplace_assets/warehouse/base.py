@@ -9,7 +9,7 @@ upserts rows on a key and never deletes a row because a frame lacks it (history 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -73,10 +73,16 @@ class WriteResult:
     rows_inserted: int = 0
     rows_updated: int = 0
     duplicates_dropped: int = 0
+    # Integer columns widened to DOUBLE because the frame brought fractions (never rounded away).
+    widened_columns: list[str] = field(default_factory=list)
 
 
 class WarehouseError(Exception):
     """Base for errors the warehouse raises on purpose (as opposed to driver errors)."""
+
+
+class WarehouseBusyError(WarehouseError):
+    """Another process held the warehouse's write lock for longer than the lock timeout: transient."""
 
 
 class TableNotFoundError(WarehouseError, LookupError):
@@ -180,10 +186,13 @@ def prepare_merge_frame(
     return unique, df.height - unique.height
 
 
-def open_warehouse(url_or_path: str, *, lock_timeout: float = 60.0) -> Warehouse:
+def open_warehouse(
+    url_or_path: str, *, lock_timeout: float = 60.0, on_wait: Callable[[float], None] | None = None
+) -> Warehouse:
     """A DuckDB file path (created on first write) or, later, a ``postgresql://`` URL.
 
-    ``lock_timeout`` bounds the wait for another process's write lock (sensors pass a short one).
+    ``lock_timeout`` bounds the wait for another process's write lock (sensors pass a short one);
+    ``on_wait(seconds_waited)`` is called about every 10 s while waiting, to say so where a user looks.
     """
     target = url_or_path.strip()
     if not target:
@@ -199,4 +208,4 @@ def open_warehouse(url_or_path: str, *, lock_timeout: float = 60.0) -> Warehouse
     # Imported here so the protocol module stays free of any driver import.
     from marketplace_assets.warehouse.duckdb import DuckDBWarehouse
 
-    return DuckDBWarehouse(target, lock_timeout=lock_timeout)
+    return DuckDBWarehouse(target, lock_timeout=lock_timeout, on_wait=on_wait)

@@ -79,6 +79,7 @@ class DuckDBWarehouse(DuckDBMerge):
             rows_written=written,
             rows_deleted=deleted,
             added_columns=prepared.added_columns,
+            widened_columns=prepared.widened_columns,
             columns=columns,
             created_table=prepared.created,
             rows_inserted=written,

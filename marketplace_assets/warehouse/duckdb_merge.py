@@ -82,6 +82,7 @@ class DuckDBMerge(DuckDBCore):
             rows_written=written,
             rows_deleted=deleted,
             added_columns=prepared.added_columns,
+            widened_columns=prepared.widened_columns,
             columns=prepared.columns,
             created_table=prepared.created,
             rows_inserted=written - updated,

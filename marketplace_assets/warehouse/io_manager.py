@@ -22,7 +22,13 @@ import polars as pl
 from pydantic import Field
 
 from marketplace_assets.columns import describe_column
-from marketplace_assets.warehouse.base import TableRef, Warehouse, WriteResult, open_warehouse
+from marketplace_assets.warehouse.base import (
+    TableRef,
+    Warehouse,
+    WarehouseBusyError,
+    WriteResult,
+    open_warehouse,
+)
 from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
 
 PARTITION_EXPR = "partition_expr"
@@ -44,6 +50,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     warehouse: str = Field(
         description="DuckDB file path (created on first write), or a postgresql:// URL once supported."
     )
+    # A write that found the warehouse locked by another process for the whole lock timeout is tried
+    # again this many times, this many seconds later (the lock is held by a run that will finish).
+    busy_retries: int = 2
+    busy_retry_wait: float = 30.0
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame) -> None:
         table = _table(context)
@@ -51,16 +61,35 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         merge_keys = merge_keys_from_metadata(context.asset_key.to_user_string(), metadata)
         frame = _as_frame(obj, context)
         scope = scope_from_context(context, metadata)
-        warehouse = open_warehouse(self.warehouse)
-        if merge_keys is None:
-            result = warehouse.write(table, frame, scope)
-        else:
-            result = warehouse.merge(table, frame, merge_keys, scope)
-            if result.duplicates_dropped:
-                context.log.warning(
-                    f"Dropped {result.duplicates_dropped} row(s) that repeat a key ({', '.join(merge_keys)}) "
-                    f"of {table}; kept the last row of each key"
-                )
+        where = f"{context.asset_key.to_user_string()}, {scope if scope is not None else 'whole table'}"
+
+        def say_waiting(waited: float) -> None:
+            context.log.info(f"{where}: waiting for the warehouse's write lock ({waited:.0f}s so far)")
+
+        warehouse = open_warehouse(self.warehouse, on_wait=say_waiting)
+        try:
+            if merge_keys is None:
+                result = warehouse.write(table, frame, scope)
+            else:
+                result = warehouse.merge(table, frame, merge_keys, scope)
+        except WarehouseBusyError as exc:
+            if self.busy_retries <= 0:
+                raise
+            # Dagster counts the attempts: past busy_retries the step fails with this error as cause.
+            context.log.warning(f"{where}: {exc} Trying the step again in {self.busy_retry_wait:.0f}s.")
+            raise dg.RetryRequested(
+                max_retries=self.busy_retries, seconds_to_wait=self.busy_retry_wait
+            ) from exc
+        if result.duplicates_dropped and merge_keys is not None:
+            context.log.warning(
+                f"Dropped {result.duplicates_dropped} row(s) that repeat a key ({', '.join(merge_keys)}) "
+                f"of {table}; kept the last row of each key"
+            )
+        if result.widened_columns:
+            context.log.warning(
+                f"Widened column(s) {', '.join(result.widened_columns)} of {table} to DOUBLE: the API sent "
+                "fractions where it had sent whole numbers"
+            )
         if result.added_columns:
             context.log.info(
                 f"Added column(s) {', '.join(result.added_columns)} to {table}; older rows read as null there"
