@@ -37,16 +37,27 @@ def _env_or(name: str, value: str) -> str | dg.EnvVar:
 
 
 def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
+    # Timeouts and the export deadline come from their own variables in both modes, so changing one
+    # does not mean restating the resource's config.
+    limits = {
+        "connect_timeout": settings.connect_timeout,
+        "read_timeout": settings.read_timeout,
+        "export_deadline": settings.export_deadline_seconds,
+    }
     if settings.is_sandbox:
         # The sandbox prepares exports in seconds: poll it every second, not every five.
         return MarketplaceResource(
-            developer_id=settings.developer_id or SANDBOX_DEVELOPER_ID, sandbox=True, export_poll_interval=1.0
+            developer_id=settings.developer_id or SANDBOX_DEVELOPER_ID,
+            sandbox=True,
+            export_poll_interval=1.0,
+            **limits,
         )
     return MarketplaceResource(
         developer_id=dg.EnvVar("MARKETPLACE_DEVELOPER_ID"),
         email=dg.EnvVar("MARKETPLACE_EMAIL"),
         api_token=dg.EnvVar("MARKETPLACE_API_TOKEN"),
         base_url=_env_or("MARKETPLACE_BASE_URL", settings.base_url),
+        **limits,
     )
 
 

@@ -38,7 +38,10 @@ _HINTS: dict[int, str] = {
 
 MASK = "***"
 # `Authorization: <anything>` as a header line, a JSON member or a key=value pair: mask the value.
-_AUTHORIZATION = re.compile(r"""(?ix)(\b(?:proxy-)?authorization\b["']?\s*[:=]\s*["']?)([^"'\r\n,;}\]]+)""")
+_AUTHORIZATION = re.compile(
+    r"""(?ix)(\b(?:proxy-)?authorization\b["']?\s*[:=]\s*["']?)
+    ((?:basic|bearer|digest|negotiate|token)\s+[^\s"',;}\]]+|[^\s"',;}\]]+)"""
+)
 # `Basic <credentials>` / `Bearer <token>` anywhere else (a header echoed without its name).
 _SCHEME_VALUE = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9+/=._~-]{8,}")
 

@@ -28,6 +28,7 @@ from marketplace_assets.partitions import window_of
 from marketplace_assets.reports.export_files import read_export
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import Invariants
+from marketplace_assets.reports.normalize import parse_dates
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,8 @@ class ExportReport:
         if not self.date_candidates or not frame.height:
             return frame, self.partition_column
         present = [c for c in self.date_candidates if c in frame.columns]
-        dates = {
-            c: pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-            for c in present
-        }
+        frame = parse_dates(frame, self.label, present)  # a candidate that holds no date is type drift
+        dates = {c: pl.col(c) for c in present}
         source = pl.lit(None, dtype=pl.String)
         for column in reversed(present):  # the first candidate with a date wins
             source = pl.when(dates[column].is_not_null()).then(pl.lit(column)).otherwise(source)
