@@ -1,7 +1,9 @@
 """The simulated Marketplace: routing, auth, faults and request statistics.
 
 `Sandbox.respond()` is the one code path for both ways of reaching it: the in-process httpx transport
-(`Sandbox.handle` / `Sandbox.transport()`) and the loopback HTTP server (`server.serve`).
+(`Sandbox.handle` / `Sandbox.transport()`) and the loopback HTTP server (`server.serve`). Fault rules
+apply there: status, slow, echo_headers and html answer before the API is asked; malformed, drop and
+the body rewrites of `body_faults` change the API's answer.
 """
 
 from __future__ import annotations
@@ -11,58 +13,21 @@ import binascii
 import hmac
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
+from marketplace_assets.sandbox.body_faults import BODY_FAULTS, GATEWAY_FAULTS, gateway_answer, rewrite_body
 from marketplace_assets.sandbox.data import App, World
 from marketplace_assets.sandbox.endpoints import ROUTES
 from marketplace_assets.sandbox.faults import FaultSet
 from marketplace_assets.sandbox.object_store import answer_object
-from marketplace_assets.sandbox.routing import (
-    ApiError,
-    ApiRequest,
-    Reply,
-    Route,
-    api_path,
-    error_body,
-    find_route,
-)
+from marketplace_assets.sandbox.outcome import Outcome
+from marketplace_assets.sandbox.routing import ApiError, ApiRequest, Route, api_path, find_route
 
 HREF_STYLES = ("rest3", "bare")
-
-
-@dataclass
-class Outcome:
-    """A transport-neutral answer.
-
-    stream: the body as lazily produced chunks (then `body` is unused); see `Reply.stream`.
-    drop: send the head and part of the body, then close the connection.
-    timed_out: (in-process only) a slow fault outlasted the client's read timeout.
-    """
-
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    drop: bool = False
-    timed_out: bool = False
-    stream: Iterable[bytes] | None = None
-
-    @classmethod
-    def of(cls, reply: Reply) -> Outcome:
-        headers = [("Content-Type", reply.content_type), *reply.headers.items()]
-        if reply.stream is not None:
-            return cls(reply.status, headers, stream=reply.stream)
-        return cls(reply.status, headers, reply.encode())
-
-    @classmethod
-    def error(cls, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> Outcome:
-        outcome = cls.of(Reply(error_body(message), status))
-        outcome.headers.extend(headers)
-        return outcome
 
 
 class Sandbox:
@@ -185,7 +150,10 @@ class Sandbox:
         rule = self.faults.take(method, path)
         extra = [("Retry-After", rule.retry_after)] if rule and rule.retry_after is not None else []
         if rule is not None and rule.kind == "status":
-            return Outcome.error(rule.status, rule.body or _REASONS.get(rule.status, "Sandbox fault"), extra)
+            status = rule.http_status
+            return Outcome.error(status, rule.body or _REASONS.get(status, "Sandbox fault"), extra)
+        if rule is not None and rule.kind in GATEWAY_FAULTS:
+            return gateway_answer(rule, method, path, headers, extra)
         if rule is not None and rule.kind == "slow":
             if read_timeout is not None and rule.delay > read_timeout:
                 time.sleep(read_timeout)
@@ -204,6 +172,11 @@ class Sandbox:
             return Outcome(200, [("Content-Type", "application/json"), *extra], broken)
         if rule is not None and rule.kind == "drop":
             outcome.drop = True
+        if rule is not None and rule.kind in BODY_FAULTS:
+            try:
+                rewrite_body(rule, outcome)
+            except Exception as error:  # the body was made while spooling it: a sandbox bug shows here
+                return Outcome.error(500, f"Sandbox internal error: {type(error).__name__}: {error}")
         return outcome
 
     def _answer(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Outcome:

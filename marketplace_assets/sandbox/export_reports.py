@@ -1,5 +1,11 @@
 """The export-only reports derived from the license cohorts: marketing attribution (one row per app,
-day and channel) and the free starter tier (the active free starter tier entitlements on a day)."""
+day and channel) and the free starter tier (the active free starter tier entitlements on a day).
+
+Marketing attribution has two record shapes (`exports.ATTRIBUTION_SHAPES`, chosen per sandbox with
+`exports.configure_exports(attribution_shape=...)`): "daily", flat rows with a `date`, and
+"evaluation", nested rows about the 30 days of page activity before the evaluations that started on a
+day (`evaluation.startDate`, `app.key`, `channel.name`, `activityWindowStart`, `pageViews`, ...). Both
+come from the same generator, so visits, evaluations and installs agree row for row."""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
-from marketplace_assets.sandbox.data import DATA_START, World, daily_mean, draw_count, split, units
+from marketplace_assets.sandbox.data import DATA_START, World, daily_mean, draw_count, split, unit, units
+from marketplace_assets.sandbox.exports import columns_of
 from marketplace_assets.sandbox.licensing_data import cohort, group, make_license, tier_label
 
 # --- marketing attribution -------------------------------------------------------------------------
@@ -52,6 +59,40 @@ def attribution_rows(world: World, day: date, product_ids: frozenset[str] | None
                 "installs": installs[i],
             })  # fmt: skip
     return rows
+
+
+ACTIVITY_WINDOW_DAYS = 30
+EVALUATION_ATTRIBUTION_COLUMNS = columns_of({
+    "evaluation": {"startDate": None, "licenseType": None},
+    "app": {"key": None, "name": None, "productId": None},
+    "channel": {"name": None, "source": None, "medium": None, "campaign": None},
+    "activityWindowStart": None, "pageViews": None, "visits": None, "evaluations": None, "installs": None,
+})  # fmt: skip
+
+
+def evaluation_attribution_row(seed: int, row: dict[str, Any]) -> dict[str, Any]:
+    """A daily attribution row in the "evaluation" shape: the day is the evaluations' start day and the
+    activity counts cover the `ACTIVITY_WINDOW_DAYS` days before it (pageViews: 1.5 to 3.5 per visit)."""
+    start = date.fromisoformat(row["date"])
+    pages_per_visit = 1.5 + 2 * unit(seed, row["productId"], "attribution-pages", row["date"], row["channel"])
+    return {
+        "evaluation": {"startDate": row["date"], "licenseType": "evaluation"},
+        "app": {"key": row["addonKey"], "name": row["addonName"], "productId": row["productId"]},
+        "channel": {
+            "name": row["channel"], "source": row["source"], "medium": row["medium"],
+            "campaign": row["campaign"],
+        },
+        "activityWindowStart": (start - timedelta(days=ACTIVITY_WINDOW_DAYS)).isoformat(),
+        "pageViews": round(row["visits"] * pages_per_visit),
+        "visits": row["visits"],
+        "evaluations": row["evaluations"],
+        "installs": row["installs"],
+    }  # fmt: skip
+
+
+def attribution_columns(shape: str) -> tuple[str, ...]:
+    """The CSV header of an attribution export in `shape` (one of `exports.ATTRIBUTION_SHAPES`)."""
+    return ATTRIBUTION_COLUMNS if shape == "daily" else EVALUATION_ATTRIBUTION_COLUMNS
 
 
 # --- free starter tier -----------------------------------------------------------------------------

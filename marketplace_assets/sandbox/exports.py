@@ -6,8 +6,9 @@ QUEUED, IN_PROGRESS..., then COMPLETED on poll `polls_to_complete` (default 3). 
 COMPLETED answers 404 "Export is being processed". Per sandbox, `configure_exports` (or
 `POST /_sandbox/exports`) sets the number of polls, fails the next N exports (FAILED where they would
 complete), makes new exports answer an unknown status (e.g. "PAUSED") for their first M polls, or
-makes new exports never complete. Marketing-attribution starts with identical parameters return the
-same export (id and progress).
+makes new exports never complete, or picks the record shape of new marketing-attribution exports
+(`attribution_shape`: "daily", the default, or "evaluation"; see `export_reports`). Marketing-attribution
+starts with identical parameters (and shape) return the same export (id and progress).
 
 Files. CSV headers are the dotted camelCase paths of the JSON fields (`purchaseDetails.saleDate`,
 `contactDetails.technicalContact.email`); lists are written as JSON text, nulls as empty cells. Rows
@@ -28,7 +29,11 @@ from marketplace_assets.sandbox.data import World, stable_uuid
 
 CHUNK = 64 * 1024
 STATUSES = ("QUEUED", "IN_PROGRESS", "COMPLETED", "FAILED")
-_SETTINGS = ("polls_to_complete", "unknown_status", "unknown_polls", "never_complete", "fail_next")
+_SETTINGS = (
+    "polls_to_complete", "unknown_status", "unknown_polls", "never_complete", "fail_next",
+    "attribution_shape",
+)  # fmt: skip
+ATTRIBUTION_SHAPES = ("daily", "evaluation")
 
 
 # --- encoders ------------------------------------------------------------------------------------
@@ -132,6 +137,7 @@ class ExportConfig:
     unknown_polls: int = 0
     never_complete: bool = False
     fail_next: int = 0
+    attribution_shape: str = "daily"
 
 
 @dataclass
@@ -147,6 +153,7 @@ class ExportJob:
     never_complete: bool
     fails: bool
     polls: int = 0
+    attribution_shape: str = "daily"  # the record shape of a marketing-attribution file
 
     @property
     def status(self) -> str:
@@ -187,6 +194,7 @@ def configure_exports(
     unknown_status: str | None = None,
     unknown_polls: int | None = None,
     never_complete: bool | None = None,
+    attribution_shape: str | None = None,
 ) -> dict[str, Any]:
     """Change how the async exports of a Sandbox (or World) behave; unnamed settings stay as they are.
 
@@ -194,6 +202,8 @@ def configure_exports(
     fail_next: the next N started exports answer FAILED where they would complete.
     unknown_status / unknown_polls: exports started from now answer this status for their first M polls.
     never_complete: exports started from now stay IN_PROGRESS forever.
+    attribution_shape: the record shape of marketing-attribution exports started from now: "daily"
+        (one flat row per day, app and channel) or "evaluation" (nested, per evaluation start day).
     Returns the settings now in force.
     """
     values = {
@@ -202,6 +212,7 @@ def configure_exports(
         "unknown_status": unknown_status,
         "unknown_polls": unknown_polls,
         "never_complete": never_complete,
+        "attribution_shape": attribution_shape,
     }
     for name in ("polls_to_complete", "fail_next", "unknown_polls"):
         value = values[name]
@@ -211,6 +222,8 @@ def configure_exports(
         raise ValueError(f"unknown_status must be a non-empty string, got {unknown_status!r}")
     if never_complete is not None and not isinstance(never_complete, bool):
         raise ValueError(f"never_complete must be true or false, got {never_complete!r}")
+    if attribution_shape is not None and attribution_shape not in ATTRIBUTION_SHAPES:
+        raise ValueError(f"attribution_shape must be one of {ATTRIBUTION_SHAPES}, got {attribution_shape!r}")
     world = _world(target)
     state = _state(world)
     with world.lock:
@@ -252,8 +265,11 @@ def start_export(
     state = _state(world)
     canonical = tuple(sorted(query))
     with world.lock:
+        shape = state.config.attribution_shape if kind == "attribution" else "daily"
         if dedupe:
-            export_id = stable_uuid(world.seed, "export", kind, accept, canonical)
+            # The daily shape keeps the ids it always had; another shape is another export.
+            key = canonical if shape == "daily" else (*canonical, ("shape", shape))
+            export_id = stable_uuid(world.seed, "export", kind, accept, key)
             if export_id in state.jobs:
                 return state.jobs[export_id]
         else:
@@ -265,6 +281,7 @@ def start_export(
         job = ExportJob(
             export_id, kind, tuple(query), accept, as_of, config.polls_to_complete,
             config.unknown_status, config.unknown_polls, config.never_complete, fails,
+            attribution_shape=shape,
         )  # fmt: skip
         state.jobs[export_id] = job
         return job

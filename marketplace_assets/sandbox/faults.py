@@ -4,6 +4,10 @@ A `FaultRule` says "the next N requests whose path matches answer badly in this 
 checked in insertion order and the first matching rule with uses left applies, so a test can stack
 "one 429, then one 503" on the same path. Everything here is thread-safe because the HTTP server
 answers each request on its own thread.
+
+Besides broken transport (status, drop, slow, malformed), the kinds in `body_faults` answer a complete,
+well-formed HTTP response with bad content: a gateway's header echo or HTML page, a short page or
+file, a file cut inside a record, a field of the wrong type.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-FAULT_KINDS = ("status", "drop", "slow", "malformed")
+FAULT_KINDS = (
+    "status", "drop", "slow", "malformed",
+    "short_page", "short_file", "cut_record", "echo_headers", "html", "type_drift",
+)  # fmt: skip
+# The status a rule answers when it sets none (the body rewrites keep the API's own status).
+DEFAULT_STATUS = {"echo_headers": 400, "html": 200}
 
 
 @dataclass(frozen=True)
@@ -25,34 +34,67 @@ class FaultRule:
     path: substring of the request path, or a regular expression searched in it
         (e.g. "/evaluations/" or r"feedback/details$").
     kind: "status" (answer `status` with a JSON message), "drop" (close the connection mid-body),
-        "slow" (sleep `delay` seconds on the server before answering normally) or "malformed"
-        (answer 200 with a truncated JSON body).
+        "slow" (sleep `delay` seconds on the server before answering normally), "malformed"
+        (answer 200 with a truncated JSON body), or one of the well-formed bad answers of
+        `body_faults`: "echo_headers" (a JSON error echoing the request headers, Authorization
+        included), "html" (a 200 HTML sign-in page), "short_page" (a JSON page keeps the first
+        `fraction` of its records), "short_file" (a CSV / JSON-array file keeps the first `fraction`
+        of its records), "cut_record" (a file ends inside the record at `fraction` of its bytes),
+        "type_drift" (`field` of record `record` holds the text `value`).
     method: only requests with this HTTP method match (None: any method).
-    status: the status code for kind="status" (429, 500, 502, 503, 504, 400, ...).
+    status: the status code for kind="status" (429, 500, 502, 503, 504, 400, ...), "echo_headers" or
+        "html". None (the default): 400 for echo_headers, 200 for html, 503 otherwise.
     retry_after: sent as the `Retry-After` header when set: seconds ("1") or an HTTP date.
     delay: seconds to sleep for kind="slow".
-    times: how many matching requests the rule applies to before it is used up (None: forever).
-    body: the error message for kind="status", or the literal body for kind="malformed".
+    times: how many matching requests the rule applies to before it is used up (None: forever). A
+        body rewrite is used up by any matching request, even one whose answer it cannot rewrite.
+    body: the error message for kind="status" (the message's lead for "echo_headers"), or the
+        literal body for kind="malformed" and "html".
+    fraction: 0..1, the share of records kept ("short_page", "short_file", rounded down) or of bytes
+        before the cut ("cut_record").
+    field: for "type_drift", the field to change: the dotted camelCase JSON path
+        (`purchaseDetails.vendorAmount`), which is also the CSV header name.
+    value: for "type_drift", the text put in the field.
+    record: for "type_drift", the index of the record to change (negative: from the end, -1 = last).
     """
 
     path: str
     kind: str = "status"
     method: str | None = None
-    status: int = 503
+    status: int | None = None
     retry_after: str | None = None
     delay: float = 0.0
     times: int | None = None
     body: str | None = None
+    fraction: float = 0.5
+    field: str | None = None
+    value: str = "n/a"
+    record: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"FaultRule.kind must be one of {FAULT_KINDS}, got {self.kind!r}")
-        if not 100 <= int(self.status) <= 599:
+        if self.status is None:  # frozen: resolve the kind's default status once, here
+            object.__setattr__(self, "status", DEFAULT_STATUS.get(self.kind, 503))
+        if not 100 <= int(self.http_status) <= 599:
             raise ValueError(f"FaultRule.status must be an HTTP status code, got {self.status!r}")
         if self.times is not None and self.times < 0:
             raise ValueError("FaultRule.times must be >= 0 or None (forever)")
         if self.delay < 0:
             raise ValueError("FaultRule.delay must be >= 0 seconds")
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"FaultRule.fraction must be between 0 and 1, got {self.fraction!r}")
+        if self.kind == "type_drift" and not self.field:
+            raise ValueError("FaultRule.field must name the field to change for kind='type_drift'")
+        if not isinstance(self.record, int) or isinstance(self.record, bool):
+            raise ValueError(f"FaultRule.record must be an integer, got {self.record!r}")
+        if not isinstance(self.value, str):
+            raise ValueError(f"FaultRule.value must be a string, got {self.value!r}")
+
+    @property
+    def http_status(self) -> int:
+        """The status this rule answers with (its own, or the kind's default)."""
+        return int(self.status) if self.status is not None else DEFAULT_STATUS.get(self.kind, 503)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaultRule:
@@ -64,10 +106,9 @@ class FaultRule:
         values = dict(data)
         if values.get("retry_after") is not None:
             values["retry_after"] = str(values["retry_after"])
-        if "delay" in values:
-            values["delay"] = float(values["delay"])
-        if "status" in values:
-            values["status"] = int(values["status"])
+        for name, convert in (("status", int), ("delay", float), ("fraction", float), ("value", str)):
+            if values.get(name) is not None:
+                values[name] = convert(values[name])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,9 @@ behaves like S3 with a presigned GET: no Marketplace auth, and an Authorization 
 presigned query is refused (400 InvalidArgument); an expired link answers 403 AccessDenied; a changed
 URL (key, date, expiry) answers 403 SignatureDoesNotMatch. Errors are S3-style XML.
 
+An object answers like a single-part S3 upload: `ETag` is the quoted hex MD5 of its bytes and
+`Content-Length` its size (both computed once per object and remembered, see `_object_reply`).
+
 The signature is an HMAC of the object path, the issue time (X-Amz-Date) and the expiry, keyed by the
 seed, so the expiry check is exact and deterministic with the sandbox clock `configure_catalog(now=...)`.
 
@@ -24,6 +27,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +37,7 @@ from xml.sax.saxutils import escape
 from marketplace_assets.sandbox.catalog_data import catalog_chunks
 from marketplace_assets.sandbox.data import World, digest
 from marketplace_assets.sandbox.routing import Reply
+from marketplace_assets.sandbox.spool import Spool
 
 OBJECT_ROOT = "/_objects/"
 CATALOG_DIR = "/_objects/product-catalog/"
@@ -42,6 +47,7 @@ _KEY_RE = re.compile(
 )
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _STATE_KEY = "catalog"
+_DIGESTS_KEY, _DIGEST_LOCKS_KEY = "catalog_digests", "catalog_digest_locks"
 MAX_EXPIRES = 604800  # S3's limit for a presigned link: 7 days
 
 
@@ -287,19 +293,36 @@ def answer_object(
     if found is None or date.fromisoformat(found["day"]) > catalog_date(world):
         return s3_error(world, 404, "NoSuchKey", "The specified key does not exist.", Key=key.lstrip("/"))
     day, scale = date.fromisoformat(found["day"]), catalog_scale(world)
-    tag = digest(world.seed, "catalog-etag", day.isoformat(), scale, size=16).hex()
     headers_out = {
-        "ETag": f'"{tag}-{max(1, round(scale))}"',  # multipart-upload style, as a large object has
         "Last-Modified": f"{day:%a, %d %b %Y} {SNAPSHOT_TIME} GMT",
         "Accept-Ranges": "bytes",
     }
-    return _file_reply(catalog_chunks(world, day, scale), headers_out)
+    return _object_reply(world, day, scale, headers_out)
 
 
-def _file_reply(chunks: Iterator[bytes], headers: dict[str, str]) -> Reply:
-    """A `binary/octet-stream` answer, streamed when the routing layer supports it (`Reply.stream`)."""
-    if hasattr(Reply, "chunks"):
-        reply = Reply.chunks(chunks, "binary/octet-stream")
-        reply.headers.update(headers)
-        return reply
-    return Reply(b"".join(chunks), 200, headers, "binary/octet-stream")
+def _object_reply(world: World, day: date, scale: float, headers: dict[str, str]) -> Reply:
+    """The snapshot as a stream with its size and single-part ETag (the quoted hex MD5 of the object).
+
+    The first download of an object generates it once into a temporary file, hashing on the way, and
+    sends that file; the digest and size are then remembered per (day, scale), so later downloads
+    stream straight from the generator and nothing is hashed twice."""
+    key = (day, scale)
+    with world.lock:
+        known: dict[tuple[date, float], tuple[str, int]] = world.state.setdefault(_DIGESTS_KEY, {})
+        locks: dict[tuple[date, float], threading.Lock] = world.state.setdefault(_DIGEST_LOCKS_KEY, {})
+        lock = locks.setdefault(key, threading.Lock())
+    with lock:  # a concurrent first download waits for the digest instead of computing it again
+        with world.lock:
+            cached = known.get(key)
+        if cached is None:
+            md5 = hashlib.md5(usedforsecurity=False)
+            spool = Spool.of(b"", catalog_chunks(world, day, scale), md5)
+            cached = (md5.hexdigest(), spool.size)
+            with world.lock:
+                known[key] = cached
+            chunks: Iterator[bytes] = spool.stream([(0, spool.size)])
+        else:
+            chunks = catalog_chunks(world, day, scale)
+    reply = Reply.chunks(chunks, "binary/octet-stream")
+    reply.headers.update({"ETag": f'"{cached[0]}"', "Content-Length": str(cached[1]), **headers})
+    return reply

@@ -12,7 +12,8 @@ Besides the API, the server answers a few control endpoints (never auth-checked,
     GET    /_sandbox/exports  {"config": the async export settings, "exports": the export jobs}
     POST   /_sandbox/exports  JSON object of `configure_exports` settings (+ "reset": true)
 
-Streamed answers (`Reply.stream`) go out with chunked transfer encoding as they are produced.
+Streamed answers (`Reply.stream`) go out as they are produced: with chunked transfer encoding, or as
+is when the answer states its Content-Length (the object store, rewritten files).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from marketplace_assets.sandbox.app import Outcome, Sandbox
+from marketplace_assets.sandbox.app import Sandbox
 from marketplace_assets.sandbox.exports import configure_exports_from_json, export_jobs
 from marketplace_assets.sandbox.faults import FaultRule
 from marketplace_assets.sandbox.licensing_data import clock, set_clock
+from marketplace_assets.sandbox.outcome import Outcome
 
 _CONTROL = re.compile(r"(?:^|/)_sandbox/(?P<name>faults|stats|reset|clock|exports)/?$")
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -116,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in outcome.headers:
             self.send_header(key, value)
         if outcome.stream is not None:
-            self._write_chunked(outcome)
+            self._write_stream(outcome)
             return
         body = outcome.body
         if not outcome.drop:
@@ -135,22 +137,26 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _write_chunked(self, outcome: Outcome) -> None:
-        """Send a streamed body chunk by chunk as it is produced (a drop fault hangs up after one)."""
-        self.send_header("Transfer-Encoding", "chunked")
+    def _write_stream(self, outcome: Outcome) -> None:
+        """Send a streamed body chunk by chunk as it is produced (a drop fault hangs up after one):
+        chunked, unless the outcome states its Content-Length."""
+        chunked = outcome.header("Content-Length") is None
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         chunks = iter(outcome.stream or ())
         try:
             for chunk in chunks:
                 if chunk:
-                    self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
                 if outcome.drop:
                     self.wfile.flush()
                     self.close_connection = True
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
-            self.wfile.write(b"0\r\n\r\n")
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except Exception:  # the client left, or a sandbox bug mid-body: the head is gone, so hang up
             self.close_connection = True

@@ -2,7 +2,8 @@
 attribution exports and the free starter tier export (/rest/3/reporting/developer-space/{id}/...).
 
 Everything is seen as of the sandbox clock (`licensing_data.clock`); async export files are what the
-data was when the export started. Export bodies are streamed (`Reply.stream`).
+data was when the export started. Export bodies are streamed (`Reply.stream`). A marketing-attribution
+file has the record shape the sandbox's export settings had when it started (`attribution_shape`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 from marketplace_assets.sandbox.data import DATA_START, World
 from marketplace_assets.sandbox.export_reports import (
-    ATTRIBUTION_COLUMNS,
     FREE_STARTER_COLUMNS,
+    attribution_columns,
     attribution_rows,
+    evaluation_attribution_row,
     free_starter_rows,
 )
 from marketplace_assets.sandbox.exports import (
@@ -121,8 +123,11 @@ def transaction_filter(req: ApiRequest, as_of: date) -> TransactionFilter:
     )
 
 
-def attribution_file(world: World, req: ApiRequest, as_of: date) -> Iterator[dict[str, Any]]:
-    """Marketing attribution rows, day by day (default window: the 30 days up to the clock)."""
+def attribution_file(
+    world: World, req: ApiRequest, as_of: date, shape: str = "daily"
+) -> Iterator[dict[str, Any]]:
+    """Marketing attribution rows, day by day (default window: the 30 days up to the clock), in `shape`
+    (the dates select the day of the row, which is the evaluation start day in the evaluation shape)."""
     end = min(req.day("endDate") or as_of, as_of)
     start = max(req.day("startDate") or end - timedelta(days=29), DATA_START)
     ids = frozenset(req.many("productId")) or None
@@ -131,7 +136,7 @@ def attribution_file(world: World, req: ApiRequest, as_of: date) -> Iterator[dic
     while day <= end:
         for row in attribution_rows(world, day, ids):
             if not text or any(text in row[k].lower() for k in ("channel", "source", "campaign")):
-                yield row
+                yield row if shape == "daily" else evaluation_attribution_row(world.seed, row)
         day += timedelta(days=1)
 
 
@@ -147,15 +152,18 @@ def _file(rows: Iterable[dict[str, Any]], fmt: str, columns: tuple[str, ...], na
 Rows = Iterable[dict[str, Any]]
 
 
-def _rows(world: World, kind: str, req: ApiRequest, as_of: date) -> tuple[Rows, tuple[str, ...]]:
-    """The rows and CSV columns of an export of `kind` (filters validated before any row is made)."""
+def _rows(
+    world: World, kind: str, req: ApiRequest, as_of: date, shape: str = "daily"
+) -> tuple[Rows, tuple[str, ...]]:
+    """The rows and CSV columns of an export of `kind` (filters validated before any row is made);
+    `shape` is the record shape of marketing attribution."""
     if kind == "licenses":
         where, insights = license_filter(req, as_of)
         return iter_licenses(world, where, as_of, insights), license_columns(insights)
     if kind == "transactions":
         return iter_transactions(world, transaction_filter(req, as_of), as_of), TRANSACTION_COLUMNS
     req.day("startDate"), req.day("endDate")  # validate now: the rows are made while streaming
-    return attribution_file(world, req, as_of), ATTRIBUTION_COLUMNS
+    return attribution_file(world, req, as_of, shape), attribution_columns(shape)
 
 
 # --- lists ---------------------------------------------------------------------------------------
@@ -286,7 +294,7 @@ def download(kind: str | None) -> Callable[[World, ApiRequest], Reply]:
         if job.status != "COMPLETED":
             raise ApiError(404, "Export is being processed")
         stored = ApiRequest("GET", req.path, list(job.query), {}, b"")
-        rows, columns = _rows(world, job.kind, stored, job.as_of)
+        rows, columns = _rows(world, job.kind, stored, job.as_of, job.attribution_shape)
         return _file(rows, job.accept, columns, f"{job.kind}-{job.id}")
 
     return handler
