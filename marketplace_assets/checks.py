@@ -48,17 +48,17 @@ class _Check:
 def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
     """The checks that mean something for an asset with these invariants and partition column."""
     checks = []
-    if (keys := invariants.unique_keys) and keys != DIMENSIONS:
+    if identity := invariants.identity:
         checks.append(
             _Check(
                 KEYS_PRESENT,
-                f"No row has a null in its identity {_names(keys)}: such a row could never be told apart, "
-                "updated or de-duplicated. Blocking: a failure stops the write.",
-                lambda f, w, s: keys_present(f, keys),
+                f"No row has a null in its identity {_names(identity)}: such a row could never be told "
+                "apart, updated or de-duplicated. Blocking: a failure stops the write.",
+                lambda f, w, s: keys_present(f, identity),
                 blocking=True,
             )
         )
-    if keys:
+    if keys := invariants.unique_keys:
         shown = "every non-numeric column" if keys == DIMENSIONS else _names(keys)
         errors = invariants.duplicates_are_errors
         checks.append(

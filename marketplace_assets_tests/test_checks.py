@@ -16,12 +16,14 @@ from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import marketplace_asset, start_run
 from marketplace_assets.checks import (
     DATES,
+    KEYS_PRESENT,
     NEW_FIELDS,
     NON_NEGATIVE,
     TOTALS,
     UNIQUE,
     check_specs,
     dates_in_partition,
+    keys_present,
     no_new_fields,
     non_negative,
     totals_match_apps,
@@ -124,10 +126,12 @@ def test_specs_follow_the_catalog() -> None:
     }
     assert names == {UNIQUE, NON_NEGATIVE, TOTALS, DATES, NEW_FIELDS}
     listings = REPORTS_BY_KEY[dg.AssetKey(["listings", "apps"])]
-    assert {s.name for s in check_specs(listings.key, listings.invariants, date_column=None)} == {
-        UNIQUE,
-        NEW_FIELDS,
-    }
+    specs = {s.name: s for s in check_specs(listings.key, listings.invariants, date_column=None)}
+    assert set(specs) == {KEYS_PRESENT, UNIQUE, NEW_FIELDS}
+    # The UI labels a check blocking exactly when a failure stops the write.
+    assert specs[KEYS_PRESENT].blocking and not specs[UNIQUE].blocking
+    dates = {s.name: s.blocking for s in check_specs(listings.key, listings.invariants, date_column="date")}
+    assert dates[DATES] is True and dates[NEW_FIELDS] is False
 
 
 def _toy_asset(frame: pl.DataFrame) -> dg.AssetsDefinition:
@@ -137,7 +141,7 @@ def _toy_asset(frame: pl.DataFrame) -> dg.AssetsDefinition:
         sandbox=True,
         partitions_def=dg.DailyPartitionsDefinition(start_date="2025-01-01"),
         partition_expr="date",
-        invariants=Invariants(unique_keys=("id",), non_negative=("count",)),
+        invariants=Invariants(unique_keys=("id",), identity=("id",), non_negative=("count",)),
     )
     def toy(context: dg.AssetExecutionContext, marketplace: MarketplaceResource) -> dg.Output[pl.DataFrame]:
         return start_run(context, marketplace, "toy/events").output(frame)
@@ -163,7 +167,7 @@ def test_checks_run_with_every_materialization(
     )
     result = dg.materialize([_toy_asset(frame)], resources=resources, partition_key="2025-02-03")
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {UNIQUE, NON_NEGATIVE, DATES, NEW_FIELDS}
+    assert set(evaluations) == {KEYS_PRESENT, UNIQUE, NON_NEGATIVE, DATES, NEW_FIELDS}
     assert {name for name, e in evaluations.items() if not e.passed} == failing
     # Checks do not block the write: the rows are stored and the failure shows beside them in the UI.
     assert result.success
@@ -188,3 +192,32 @@ def test_rows_outside_the_partitions_fail_the_check_and_write_nothing(tmp_path: 
     assert not warehouse.exists() or duckdb.connect(str(warehouse)).sql(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'"
     ).fetchall() == [(0,)]
+
+
+def test_keys_present_names_the_rows_without_an_identity() -> None:
+    frame = pl.DataFrame({"id": ["a", None, "c"], "day": [date(2025, 2, 3)] * 3})
+    result = keys_present(frame, ("id", "day"))
+    assert not result.passed and result.metadata["rows_without_key"].value == 1
+    assert "1 of 3 row(s) have no id/day" in (result.description or "")
+    assert keys_present(frame.drop_nulls(), ("id", "day")).passed
+    missing = keys_present(frame.drop("day"), ("id", "day"))
+    assert not missing.passed and "no column day" in (missing.description or "")
+
+
+def test_a_row_without_its_identity_fails_the_run_and_writes_nothing(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    resources = asset_resources(
+        MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True), warehouse
+    )
+    good = pl.DataFrame({"id": [1, 2], "date": [date(2025, 2, 3)] * 2, "count": [1, 2]})
+    assert dg.materialize([_toy_asset(good)], resources=resources, partition_key="2025-02-03").success
+    keyless = pl.DataFrame({"id": [1, None], "date": [date(2025, 2, 3)] * 2, "count": [5, 6]})
+    result = dg.materialize(
+        [_toy_asset(keyless)], resources=resources, partition_key="2025-02-03", raise_on_error=False
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("toy__events")
+    message = failure.error.message if failure and failure.error else ""
+    assert "blocking check identity_keys_present failed" in message and "Nothing was written" in message
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT id, count FROM toy.events ORDER BY id").fetchall() == [(1, 1), (2, 2)]

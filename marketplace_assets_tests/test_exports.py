@@ -4,6 +4,7 @@ instance, and license history, all against the sandbox served over loopback."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -177,7 +178,8 @@ def test_sensor_treats_unknown_status_as_running_until_the_deadline(sandbox: San
         result, cursor = tick(sensor, base_url, cursor, instance)
         requests += result.run_requests
     assert len(requests) == 1 and not requests[0].run_key.endswith(":failed")
-    # An export that never completes is abandoned at its deadline and started again.
+    # An export that never completes is given up once the deadline (restarts included) has passed: it is
+    # not started again, and the failure run names the export and the time waited.
     configure_exports(sandbox, unknown_polls=0, never_complete=True)
     stuck = build_export_sensor(
         REPORTS["licenses/licenses"],
@@ -189,8 +191,10 @@ def test_sensor_treats_unknown_status_as_running_until_the_deadline(sandbox: San
     for _ in range(6):
         result, cursor = tick(stuck, base_url, cursor, instance)
         requests += result.run_requests
-    assert export_starts(sandbox) - before == 2
+    assert export_starts(sandbox) - before == 1
     assert [r.run_key.endswith(":failed") for r in requests] == [True]
+    failure = requests[0].run_config["ops"]["licenses__licenses"]["config"]["failure"]
+    assert "was not finished after waiting" in failure and "MARKETPLACE_EXPORT_DEADLINE" in failure
 
 
 def test_license_history_keeps_every_version(sandbox: Sandbox, base_url: str, tmp_path: Path) -> None:
@@ -240,7 +244,7 @@ def test_a_tick_does_bounded_work_with_hundreds_of_exports_in_flight(sandbox: Sa
             "start": last,
             "end": last,
             "attempt": 1,
-            "started": 0,
+            "started": time.time(),
             "handle": {**handle, "export_id": f"lost-{i}"},
         }
         for i in range(300)

@@ -165,7 +165,16 @@ def _finish(
     """Apply the PII policy, evaluate the checks, attach per-partition figures, then hand the frame
     to the IO manager. Rows outside the run's partitions stop the run before anything is written."""
     frame, changed = pii.apply(output.value)
-    stored = warehouse_store.open().table_columns(TableRef.from_asset_key(monitoring.key.path))
+    where = f"{monitoring.label}, {_run_scope(context)}"
+
+    def say_waiting(waited: float) -> None:
+        context.log.info(
+            f"{where}: waiting for the warehouse's lock to read its columns ({waited:.0f}s so far)"
+        )
+
+    stored = warehouse_store.open(on_wait=say_waiting).table_columns(
+        TableRef.from_asset_key(monitoring.key.path)
+    )
     # Before any figure is computed on it: a text amount would fail there with a raw polars error.
     check_field_types(frame, monitoring.label, stored, monitoring.invariants.numeric_columns())
     # Partitioned by time whenever there is a date column, so the run always has a time window.

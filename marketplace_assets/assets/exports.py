@@ -133,6 +133,7 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         params=Window.params,
         invariants=Invariants(
             unique_keys=("transaction_line_item_id",),
+            identity=("transaction_line_item_id",),
             numeric=("purchase_details_vendor_amount", "purchase_details_purchase_price"),
             figures={
                 "vendor_amount": pl.col("purchase_details_vendor_amount").sum(),
@@ -158,6 +159,7 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         # The service has sent duplicate license rows (API_FACTS); the merge keeps one, so only warn.
         invariants=Invariants(
             unique_keys=("app_entitlement_number", "last_updated"),
+            identity=("app_entitlement_number", "last_updated"),
             duplicates_are_errors=False,
             figures={"licenses": pl.col("app_entitlement_number").n_unique()},
         ),
@@ -344,7 +346,7 @@ def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
         sandbox=sandbox,
         deps=[dg.AssetKey(["licenses", "licenses"])],
         automation_condition=dg.AutomationCondition.eager(),
-        invariants=Invariants(unique_keys=("app_entitlement_number",)),
+        invariants=Invariants(unique_keys=("app_entitlement_number",), identity=("app_entitlement_number",)),
     )
     def current_licenses(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource

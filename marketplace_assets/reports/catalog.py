@@ -98,6 +98,7 @@ def _sale_events(metric: str) -> Report:
         base_schema={"event_date": pl.Date(), "addon_key": pl.String(), "product_id": pl.String()},
         invariants=Invariants(
             unique_keys=("app_entitlement_number", "event_date", "transaction_id"),
+            identity=("app_entitlement_number", "event_date"),
             non_negative=("months_valid",),
             figures={"events": pl.len(), "licenses": pl.col("app_entitlement_number").n_unique()},
         ),
@@ -176,6 +177,7 @@ REPORTS: tuple[Report, ...] = (
         per_period=True,
         invariants=Invariants(
             unique_keys=("app_entitlement_number", "date"),
+            identity=("app_entitlement_number", "date"),
             figures={"licenses": pl.col("app_entitlement_number").n_unique()},
         ),
     ),
@@ -291,7 +293,7 @@ REPORTS: tuple[Report, ...] = (
         partition_column=None,
         date_columns=(),
         base_schema=LISTING_SCHEMA,
-        invariants=Invariants(unique_keys=("product_id",)),
+        invariants=Invariants(unique_keys=("product_id",), identity=("product_id",)),
     ),
 )
 

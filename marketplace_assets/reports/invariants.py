@@ -23,6 +23,9 @@ class Invariants:
     """Invariants of one report's rows. Columns missing from a frame are skipped, never failed."""
 
     unique_keys: tuple[str, ...] = ()
+    # The columns that identify a record and so can never be null (the blocking check
+    # `identity_keys_present`); unique keys may include columns that are null on total rows.
+    identity: tuple[str, ...] = ()
     # False where the warehouse de-duplicates anyway (merge assets): repeats are reported as a warning.
     duplicates_are_errors: bool = True
     non_negative: tuple[str, ...] = ()

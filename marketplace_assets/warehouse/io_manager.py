@@ -14,7 +14,7 @@ version, e.g. ``metadata={"partition_expr": "last_updated", "write_mode": "merge
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -291,5 +291,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     warehouse: str = Field(description="DuckDB file path, the same location the IO manager writes to.")
 
-    def open(self, *, lock_timeout: float = 60.0) -> Warehouse:
-        return open_warehouse(self.warehouse, lock_timeout=lock_timeout)
+    def open(
+        self, *, lock_timeout: float = 60.0, on_wait: Callable[[float], None] | None = None
+    ) -> Warehouse:
+        return open_warehouse(self.warehouse, lock_timeout=lock_timeout, on_wait=on_wait)
