@@ -19,22 +19,44 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = "marketplace_assets"
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 FINISHED_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 
+# Settings of the project's dagster.yaml that point at its storage: a test instance keeps its own.
+STORAGE_KEYS = ("storage", "local_artifact_storage", "compute_logs")
+
+
+def instance_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The project's instance settings (dagster.yaml) minus the storage paths, so a test instance runs
+    with exactly the project's monitoring, retry and concurrency settings. `overrides` replaces single
+    values, nested like the file: `{"run_monitoring": {"poll_interval_seconds": 5}}` changes that one
+    value and keeps the rest of `run_monitoring`."""
+    settings = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text()) or {}
+    for key in STORAGE_KEYS:
+        settings.pop(key, None)
+    return _merge(settings, overrides or {})
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def instance_yaml(overrides: Mapping[str, Any] | None = None) -> str:
+    return yaml.safe_dump(instance_settings(overrides), sort_keys=False)
+
+
 # The project's instance settings, minus the storage paths (the test instance keeps its own).
-INSTANCE_YAML = """\
-concurrency:
-  pools:
-    default_limit: 2
-  runs:
-    max_concurrent_runs: 4
-telemetry:
-  enabled: false
-"""
+INSTANCE_YAML = instance_yaml()
 
 
 def _selector(**name: str) -> dict[str, Any]:
@@ -56,6 +78,8 @@ class DagsterDev:
     home: Path
     env: Mapping[str, str]
     project_dir: Path | None = None
+    # Single values of the project's instance settings replaced for this instance (see instance_settings).
+    instance_overrides: Mapping[str, Any] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -71,7 +95,7 @@ class DagsterDev:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         if self.project_dir is None:
-            (self.home / "dagster.yaml").write_text(INSTANCE_YAML)
+            (self.home / "dagster.yaml").write_text(instance_yaml(self.instance_overrides))
             env["DAGSTER_HOME"] = str(self.home)
         else:
             env.pop("DAGSTER_HOME", None)
@@ -263,8 +287,13 @@ class DagsterDev:
 
 
 @contextlib.contextmanager
-def dagster_dev(home: Path, env: Mapping[str, str], project_dir: Path | None = None) -> Iterator[DagsterDev]:
-    dev = DagsterDev(home=home, env=env, project_dir=project_dir)
+def dagster_dev(
+    home: Path,
+    env: Mapping[str, str],
+    project_dir: Path | None = None,
+    instance_overrides: Mapping[str, Any] | None = None,
+) -> Iterator[DagsterDev]:
+    dev = DagsterDev(home=home, env=env, project_dir=project_dir, instance_overrides=instance_overrides or {})
     try:
         dev.start()
         yield dev
