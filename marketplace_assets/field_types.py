@@ -92,7 +92,7 @@ def check_field_types(
         raise TypeDriftError(
             report,
             column,
-            f"{want[1]} ({want[0]})",
+            want[1] if want[1] == "a number" else f"{want[1]} ({want[0]})",
             f"{dtype} ({received})",
             _example(frame, column, want[0]),
         )

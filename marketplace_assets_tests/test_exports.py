@@ -17,7 +17,7 @@ from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_current_licenses_asset, build_export_asset
 from marketplace_assets.export_sensors import ExportSensorSettings, build_export_sensor
-from marketplace_assets.sandbox import Sandbox, serve
+from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
 from marketplace_assets.sandbox.licensing_data import set_clock
 from marketplace_assets_tests.resources import asset_resources
@@ -140,6 +140,16 @@ def test_sensor_starts_polls_and_requests_exactly_one_run(
     assert request.tags["dagster/asset_partition_range_start"] == (yesterday - timedelta(days=2)).isoformat()
     config = request.run_config["ops"]["sales__transactions"]["config"]
     assert request.run_key.endswith(config["export_id"])
+    # The list's count for the export's filters, taken before the export started, travels with the run.
+    with MarketplaceClient(base_url, EMAIL, TOKEN) as client:
+        listed = client.count(
+            f"reporting/developer-space/{DEV}/sales/transactions",
+            {
+                "startDate": request.tags["dagster/asset_partition_range_start"],
+                "endDate": yesterday.isoformat(),
+            },
+        )
+    assert config["expected_records"] == listed
     # A restarted sensor (a new definition, the stored cursor) carries on without starting again.
     again = build_export_sensor(REPORTS["sales/transactions"], DAILY, FAST)
     result, _ = tick(again, base_url, cursor, instance)
@@ -260,3 +270,30 @@ def test_a_tick_does_bounded_work_with_hundreds_of_exports_in_flight(sandbox: Sa
     assert len(state["in_flight"]) == 300
     # The exports the service no longer knows (404) are restarted, not crashed on.
     assert sum(job["attempt"] == 2 for job in state["in_flight"]) == FAST.max_polls
+
+
+def test_a_sensor_run_whose_file_is_short_of_the_sensors_count_fails_and_writes_nothing(
+    sandbox: Sandbox, base_url: str, tmp_path: Path
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = build_export_sensor(REPORTS["sales/transactions"], DAILY, FAST)
+    requests, cursor = [], None
+    for _ in range(6):
+        result, cursor = tick(sensor, base_url, cursor, instance)
+        requests += result.run_requests
+    [request] = requests
+    expected = request.run_config["ops"]["sales__transactions"]["config"]["expected_records"]
+    assert expected > 1
+    sandbox.faults.add(FaultRule(path=r"/async/export/[^/]+$", kind="short_file", fraction=0.5))
+    warehouse = tmp_path / "w.duckdb"
+    run = materialize(
+        [ASSETS["sales/transactions"]], base_url, warehouse, tags=request.tags,
+        run_config=request.run_config, raise_on_error=False,
+    )  # fmt: skip
+    assert not run.success
+    failure = run.failure_data_for_node("sales__transactions")
+    message = str(failure.error) if failure and failure.error else ""
+    assert f"Expected {expected} record(s), received {expected // 2}" in message
+    assert not warehouse.exists() or "transactions" not in str(
+        duckdb.connect(str(warehouse), read_only=True).execute("SHOW ALL TABLES").fetchall()
+    )
