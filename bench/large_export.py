@@ -74,12 +74,16 @@ def main() -> None:
         httpx.post(f"{base_url}/_sandbox/clock", json={"date": args.end}).raise_for_status()
         httpx.post(f"{base_url}/_sandbox/exports", json={"polls_to_complete": 1}).raise_for_status()
         per_row = python_objects_bytes_per_row(base_url)
+        # The sandbox's first count computes (and caches) its daily volumes, which generating the export
+        # needs as well: time it apart from the request's own cost, which the second ask shows.
+        count_seconds = []
         with MarketplaceClient(base_url, EMAIL, TOKEN) as client:
-            counted = time.perf_counter()
-            expected = count_export_records(
-                client, DEV, ExportKind.TRANSACTIONS, {"startDate": args.start, "endDate": args.end}
-            )
-            count_seconds = time.perf_counter() - counted
+            for _ in range(2):
+                counted = time.perf_counter()
+                expected = count_export_records(
+                    client, DEV, ExportKind.TRANSACTIONS, {"startDate": args.start, "endDate": args.end}
+                )
+                count_seconds.append(time.perf_counter() - counted)
         report = next(r for r in EXPORT_REPORTS if r.label == "sales/transactions")
         asset = build_export_asset(
             report, dg.DailyPartitionsDefinition(start_date="2024-01-01"), sandbox=False
@@ -125,8 +129,10 @@ def main() -> None:
     cells = [f"{rows:,}", f"{elapsed:.0f}", f"{rows / elapsed:,.0f}", f"{peak_mb:,.0f}", f"{objects_mb:,.0f}"]
     print("| " + " | ".join(cells) + f" | {db_mb:,.0f} |")
     print(
-        f"Reconciliation: the list's totalCount ({expected:,}) took {count_seconds:.2f} s to ask "
-        f"({100 * count_seconds / elapsed:.1f}% of the run's {elapsed:.0f} s); the run asked it once more."
+        f"Reconciliation: asking the list's totalCount ({expected:,}) takes {1000 * count_seconds[1]:.0f} ms "
+        f"({100 * count_seconds[1] / elapsed:.3f}% of the run's {elapsed:.0f} s; the run asks it once). "
+        f"The sandbox's first answer took {count_seconds[0]:.1f} s, computing daily volumes it then reuses "
+        "to generate the export."
     )
 
 
