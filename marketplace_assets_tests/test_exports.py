@@ -123,6 +123,15 @@ def tick(sensor: dg.SensorDefinition, base_url: str, cursor: str | None, instanc
     return result, result.cursor
 
 
+def ticks_until_done(sensor: dg.SensorDefinition, base_url: str, ticks: int = 6) -> list[dg.RunRequest]:
+    """The run requests of `ticks` ticks of a fresh sensor on a fresh instance."""
+    instance, requests, cursor = dg.DagsterInstance.ephemeral(), [], None
+    for _ in range(ticks):
+        result, cursor = tick(sensor, base_url, cursor, instance)
+        requests += result.run_requests
+    return requests
+
+
 def test_sensor_starts_polls_and_requests_exactly_one_run(
     sandbox: Sandbox, base_url: str, tmp_path: Path
 ) -> None:
@@ -275,13 +284,7 @@ def test_a_tick_does_bounded_work_with_hundreds_of_exports_in_flight(sandbox: Sa
 def test_a_sensor_run_whose_file_is_short_of_the_sensors_count_fails_and_writes_nothing(
     sandbox: Sandbox, base_url: str, tmp_path: Path
 ) -> None:
-    instance = dg.DagsterInstance.ephemeral()
-    sensor = build_export_sensor(REPORTS["sales/transactions"], DAILY, FAST)
-    requests, cursor = [], None
-    for _ in range(6):
-        result, cursor = tick(sensor, base_url, cursor, instance)
-        requests += result.run_requests
-    [request] = requests
+    [request] = ticks_until_done(build_export_sensor(REPORTS["sales/transactions"], DAILY, FAST), base_url)
     expected = request.run_config["ops"]["sales__transactions"]["config"]["expected_records"]
     assert expected > 1
     sandbox.faults.add(FaultRule(path=r"/async/export/[^/]+$", kind="short_file", fraction=0.5))

@@ -36,6 +36,7 @@ from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.warehouse.base import TableRef
 from marketplace_assets.warehouse.duckdb import DuckDBWarehouse
 from marketplace_assets_tests.resources import asset_resources
+from marketplace_assets_tests.test_warehouse import HOLD_LOCK
 
 EMAIL, TOKEN = "ops@example.com", "s3cr3t-Token/+=42"
 
@@ -211,14 +212,6 @@ def test_only_an_unavailable_api_is_tried_again(
 
 
 # -- waiting for the lock ------------------------------------------------------------------------------
-HOLD_LOCK = """
-import sys, time, duckdb
-con = duckdb.connect(sys.argv[1])
-con.execute("CREATE TABLE IF NOT EXISTS hold (x INTEGER)")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-con.close()
-"""
 
 
 def test_a_write_waiting_for_the_lock_says_so_every_ten_seconds_with_report_and_partitions(

@@ -47,7 +47,8 @@ def _materialize(tmp_path: Path, pii: PiiPolicy) -> tuple[Path, dg.ExecuteInProc
 
 
 def _strings(warehouse: Path) -> dict[str, list[str]]:
-    """Every string value of every table, by table.column."""
+    """Every distinct string value of every table, by table.column, sorted (DuckDB's DISTINCT has no
+    order of its own, so two runs' lists compare equal only when sorted)."""
     values: dict[str, list[str]] = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
         columns = con.sql(
@@ -56,7 +57,8 @@ def _strings(warehouse: Path) -> dict[str, list[str]]:
         ).fetchall()
         for schema, table, column in columns:
             rows = con.sql(
-                f'SELECT DISTINCT "{column}" FROM "{schema}"."{table}" WHERE "{column}" IS NOT NULL'
+                f'SELECT DISTINCT "{column}" FROM "{schema}"."{table}" WHERE "{column}" IS NOT NULL '
+                "ORDER BY 1"
             )
             values[f"{schema}.{table}.{column}"] = [r[0] for r in rows.fetchall()]
     return values
