@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 import threading
 import time
@@ -29,7 +28,6 @@ from marketplace_assets.api.errors import (
     IncompleteDataError,
     MarketplaceApiError,
     MarketplaceUnavailableError,
-    ReportShapeError,
     Retryable,
     UnexpectedContentError,
     describe_request,
@@ -37,6 +35,7 @@ from marketplace_assets.api.errors import (
     secret_forms,
     service_message,
 )
+from marketplace_assets.api.responses import next_href, offset_of, records_of, verify_download
 
 DEFAULT_BASE_URL = "https://api.atlassian.com/marketplace"
 # The service clamps `limit` to 50 on every offset-paged endpoint; asking for more only hides that.
@@ -44,8 +43,6 @@ OFFSET_PAGE_LIMIT = 50
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Transport failures worth another attempt: timeouts, refused/reset connections, bodies cut short.
 RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-# An S3-style ETag of a single-part object is the hex MD5 of its bytes (multipart ones end in "-N").
-_MD5_ETAG = re.compile(r'^(?:W/)?"?([0-9a-fA-F]{32})"?$')
 
 Params = Mapping[str, Any]
 LOG = logging.getLogger("marketplace_assets.api")
@@ -202,7 +199,7 @@ class MarketplaceClient:
             try:
                 with os.fdopen(fd, "wb") as out:
                     received, digest = self._receive(request, response, out)
-                _verify_download(response, received, digest)
+                verify_download(response, received, digest)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
@@ -299,30 +296,30 @@ class MarketplaceClient:
         `IncompleteDataError`: a page cut short is lost data, never a smaller result.
         """
         first = self.get_json(target, {**(params or {}), "offset": 0, "limit": OFFSET_PAGE_LIMIT})
-        records = _records(first, records_key, target)
-        next_href = _next_href(first)
+        records = records_of(first, records_key, target)
+        next_link = next_href(first)
         total = first.get("totalCount") if isinstance(first, dict) else None
-        if next_href and isinstance(total, int) and records:
-            next_url = httpx.URL(self.url(next_href))
+        if next_link and isinstance(total, int) and records:
+            next_url = httpx.URL(self.url(next_link))
             # The service's page size is where its next link starts (it clamps `limit`); a first page
             # shorter than that was cut short, and offsets stepped by its length would overlap.
-            page_size = _offset_of(next_url) or len(records)
+            page_size = offset_of(next_url) or len(records)
             offsets = list(range(page_size, total, page_size))
             urls = [str(next_url.copy_set_param("offset", str(o))) for o in offsets]
             with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
                 pages = list(pool.map(self.get_json, urls))
             for page in pages:
-                records.extend(_records(page, records_key, target))
+                records.extend(records_of(page, records_key, target))
             # Rows added while we paged: carry on from where the last page points, one page at a time.
-            next_href = _next_href(pages[-1]) if pages else None
+            next_link = next_href(pages[-1]) if pages else None
         seen: set[str] = set()
-        while next_href:
-            if next_href in seen:
-                raise MarketplaceUnavailableError(target, 1, f"pagination loops on {next_href}")
-            seen.add(next_href)
-            page = self.get_json(next_href)
-            records.extend(_records(page, records_key, target))
-            next_href = _next_href(page)
+        while next_link:
+            if next_link in seen:
+                raise MarketplaceUnavailableError(target, 1, f"pagination loops on {next_link}")
+            seen.add(next_link)
+            page = self.get_json(next_link)
+            records.extend(records_of(page, records_key, target))
+            next_link = next_href(page)
         if isinstance(total, int) and len(records) < total:
             raise IncompleteDataError(
                 f"GET {self.url(target)}",
@@ -343,12 +340,12 @@ class MarketplaceClient:
     ) -> list[dict[str, Any]]:
         """Every item of a cursor-paged list (`links.next` until absent), as the product-listing API has."""
         page = self.get_json(target, params)
-        items = _records(page, items_key, target)
+        items = records_of(page, items_key, target)
         seen: set[str] = set()
-        while (next_href := (page.get("links") or {}).get("next")) and next_href not in seen:
-            seen.add(next_href)
-            page = self.get_json(next_href)
-            items.extend(_records(page, items_key, target))
+        while (next_link := (page.get("links") or {}).get("next")) and next_link not in seen:
+            seen.add(next_link)
+            page = self.get_json(next_link)
+            items.extend(records_of(page, items_key, target))
         return items
 
 
@@ -373,46 +370,6 @@ def _query(params: Params | None) -> list[tuple[str, str]] | None:
 def _check_date_range(params: Params | None) -> None:
     if params and params.get("startDate") and params.get("endDate"):
         validate_range(*(date.fromisoformat(str(params[k])[:10]) for k in ("startDate", "endDate")))
-
-
-def _offset_of(url: httpx.URL) -> int | None:
-    value = url.params.get("offset")
-    return int(value) if value is not None and value.isdigit() and int(value) > 0 else None
-
-
-def _verify_download(response: httpx.Response, received: int, digest: Any) -> None:
-    """What the transport can prove about a downloaded file: its length against Content-Length (when
-    the body was not re-encoded in transit) and its MD5 against an S3-style single-part ETag."""
-    length = response.headers.get("Content-Length")
-    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-    if length and length.isdigit() and not encoded and int(length) != received:
-        raise Retryable(f"the download is truncated: {received} of {length} bytes (Content-Length)")
-    etag = _MD5_ETAG.match(response.headers.get("ETag", "").strip())
-    if etag and not encoded and digest.hexdigest() != etag.group(1).lower():
-        raise Retryable(
-            f"the download is truncated or corrupt: its MD5 {digest.hexdigest()} differs from the "
-            f"object's ETag {etag.group(1).lower()} ({received} bytes received)"
-        )
-
-
-def _next_href(page: Any) -> str | None:
-    """The next page's href: `_links.next.href`, or a top-level `next` (the license-event details put
-    their links at the top level, as a list of {href})."""
-    if not isinstance(page, dict):
-        return None
-    nxt = (page.get("_links") or {}).get("next") or page.get("next")
-    if isinstance(nxt, list):
-        nxt = nxt[0] if nxt else None
-    if isinstance(nxt, dict):
-        return nxt.get("href")
-    return nxt if isinstance(nxt, str) else None
-
-
-def _records(page: Any, key: str, target: str) -> list[dict[str, Any]]:
-    if not isinstance(page, dict) or not isinstance(page.get(key, []), list):
-        found = sorted(page)[:10] if isinstance(page, dict) else type(page).__name__
-        raise ReportShapeError(target, f"expected a list under '{key}', found {found}")
-    return list(page.get(key) or [])
 
 
 def _problem(error: BaseException | None) -> str:
