@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from marketplace_assets.api.client import MarketplaceClient
+from marketplace_assets.api.exports import Lifecycle
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_current_licenses_asset, build_export_asset
 from marketplace_assets.export_sensors import ExportSensorSettings, build_export_sensor
@@ -106,7 +107,10 @@ def test_marketing_attribution_backfill(sandbox: Sandbox, base_url: str, tmp_pat
 def test_a_failed_export_is_restarted_inside_the_run(
     sandbox: Sandbox, base_url: str, tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setattr("marketplace_assets.api.exports.Lifecycle.restart_backoff", 0.0)
+    monkeypatch.setattr(
+        "marketplace_assets.assets.exports._lifecycle",
+        lambda marketplace: Lifecycle(poll_interval=marketplace.export_poll_interval, restart_backoff=0.0),
+    )
     configure_exports(sandbox, fail_next=1)
     # (Transactions: identical attribution parameters would answer the same, failed, export id.)
     result = materialize(

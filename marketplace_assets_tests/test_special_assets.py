@@ -135,7 +135,7 @@ def test_catalog_interrupted_download_fails_and_stores_nothing(
     sandbox.faults.add(FaultRule(path="_objects", kind="drop"))
     result = materialize(
         "catalog/product_catalog",
-        resources(base_url, warehouse, max_attempts=2),
+        resources(base_url, warehouse, max_attempts=2, transient_retries=0),
         partition_key=SNAPSHOT.isoformat(),
     )
     assert not result.success
