@@ -8,6 +8,7 @@ scale, the same rows as Python objects (the csv module's dicts) are measured on 
     uv run python bench/large_export.py            # a year at volume 25: ~1M rows
     uv run python bench/large_export.py --volume 5 # a quick run
     uv run python bench/large_export.py --pii hash # the same with contact fields hashed
+    uv run python bench/large_export.py --warehouse postgres  # into a PostgreSQL server it starts
 
 It also times the completeness reconciliation on its own: the list request with the export's filters
 and `limit=1` whose `totalCount` the file is checked against, against the whole run.
@@ -16,8 +17,10 @@ and `limit=1` whose `totalCount` the file is checked against, against the whole 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
+import os
 import resource
 import subprocess
 import sys
@@ -62,7 +65,32 @@ def main() -> None:
     parser.add_argument("--start", default="2024-07-01")
     parser.add_argument("--end", default="2025-06-30")
     parser.add_argument("--pii", choices=["keep", "hash", "drop"], default="keep")
+    parser.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        run(args, stack)
+
+
+def postgres_warehouse(stack: contextlib.ExitStack) -> str:
+    """A PostgreSQL server of its own (the tests' fixture code), stopped when the bench ends."""
+    from marketplace_assets_tests.postgres_server import _stop, find_bindir, start_server
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL server binaries not found: apt-get install postgresql")
+    started = start_server(bindir)
+    stack.callback(_stop, started.runner, started.bindir, started.base)
+    os.environ["MARKETPLACE_WAREHOUSE_PASSWORD"] = started.server.password
+    return started.server.url
+
+
+def stored_rows(warehouse: str) -> int:
+    from marketplace_assets.warehouse import TableRef, open_warehouse
+
+    return open_warehouse(warehouse).read(TableRef("sales", "transactions")).height
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "marketplace_assets.sandbox", "--port", "0", "--volume", str(args.volume)],
         stdout=subprocess.PIPE,
@@ -89,7 +117,9 @@ def main() -> None:
             report, dg.DailyPartitionsDefinition(start_date="2024-01-01"), sandbox=False
         )
         with tempfile.TemporaryDirectory() as tmp:
-            warehouse = Path(tmp) / "bench.duckdb"
+            warehouse = (
+                postgres_warehouse(stack) if args.warehouse == "postgres" else str(Path(tmp) / "bench.duckdb")
+            )
             started = time.perf_counter()
             result = dg.materialize(
                 [asset],
@@ -112,17 +142,20 @@ def main() -> None:
             )
             elapsed = time.perf_counter() - started
             assert result.success
-            with duckdb.connect(str(warehouse), read_only=True) as con:
-                rows = con.sql("SELECT count(*) FROM sales.transactions").fetchall()[0][0]
-            db_mb = warehouse.stat().st_size / 1e6
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before reading back
+            if args.warehouse == "duckdb":
+                with duckdb.connect(warehouse, read_only=True) as con:
+                    rows = con.sql("SELECT count(*) FROM sales.transactions").fetchall()[0][0]
+                db_mb = Path(warehouse).stat().st_size / 1e6
+            else:
+                rows, db_mb = stored_rows(warehouse), float("nan")
     finally:
         server.terminate()
         server.wait(timeout=30)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     objects_mb = per_row * rows / 1e6
     print(
         f"sales/transactions, {args.start}..{args.end}, sandbox volume {args.volume}, "
-        f"MARKETPLACE_PII={args.pii}: one run, one export"
+        f"MARKETPLACE_PII={args.pii}, warehouse {args.warehouse}: one run, one export"
     )
     print("| rows | wall time (s) | rows/s | peak RSS (MB) | as Python dicts (MB, est.) | DuckDB file (MB) |")
     print("|---|---|---|---|---|---|")

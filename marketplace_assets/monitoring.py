@@ -23,6 +23,7 @@ from marketplace_assets.warehouse.scope import PartitionScope
 __all__ = ["cadence_of", "figures_by_partition", "freshness_policy_for", "preview_markdown"]
 
 ROW_COUNT = "dagster/row_count"
+_PARTITION = "__partition_key"
 PREVIEW_ROWS = 5
 
 # Freshness by cadence: the schedules refresh each cadence once per period (see schedules.py). Warn when
@@ -41,24 +42,40 @@ def freshness_policy_for(partitions_def: dg.PartitionsDefinition | None) -> dg.F
 
 
 def figures_by_partition(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     partitions_def: dg.PartitionsDefinition,
     partition_keys: list[str],
     partition_expr: str | Mapping[str, str],
     figures: Mapping[str, pl.Expr],
     asset: str = "asset",
 ) -> dict[str, dict[str, Any]]:
-    """partition key -> {dagster/row_count, figure: value}, for every key of the run (empty ones too)."""
-    parts = _split(frame, partitions_def, partition_keys, partition_expr, asset)
-    result: dict[str, dict[str, Any]] = {}
-    for key in partition_keys:
-        rows = parts.get(key)
-        values: dict[str, Any] = {ROW_COUNT: 0 if rows is None else rows.height}
-        if rows is not None and rows.height and figures:
-            present = {n: e for n, e in figures.items() if set(e.meta.root_names()) <= set(rows.columns)}
-            if present:
-                values |= _numbers(rows.select(**present).row(0, named=True))
-        result[key] = values
+    """partition key -> {dagster/row_count, figure: value}, for every key of the run (empty ones too).
+
+    Works on a frame or lazily on staged batches: rows are matched to partitions through the distinct
+    values of the partition columns (the warehouse's own matching), then aggregated in one streaming
+    group-by, so only the figures' columns are read and memory does not grow with the rows."""
+    lazy = frame.lazy()
+    schema = lazy.collect_schema()
+    columns, cells = partition_cells(asset, partitions_def, partition_expr, partition_keys)
+    result: dict[str, dict[str, Any]] = {key: {ROW_COUNT: 0} for key in partition_keys}
+    if any(c not in schema for c in columns):
+        return result
+    values = lazy.select(columns).unique().collect(engine="streaming")
+    if not values.height:
+        return result
+    index = PartitionScope(tuple(columns), tuple(cells)).cell_index(values)
+    keys = pl.Series(_PARTITION, [None if i is None else partition_keys[i] for i in index], dtype=pl.String)
+    mapping = values.with_columns(keys).drop_nulls(_PARTITION)
+    present = {n: e for n, e in figures.items() if set(e.meta.root_names()) <= set(schema)}
+    aggregates = [pl.len().alias(ROW_COUNT), *(e.alias(n) for n, e in present.items())]
+    grouped = (
+        lazy.join(mapping.lazy(), on=columns, how="inner")
+        .group_by(_PARTITION)
+        .agg(aggregates)
+        .collect(engine="streaming")
+    )
+    for row in grouped.iter_rows(named=True):
+        result[row.pop(_PARTITION)] = {ROW_COUNT: row.pop(ROW_COUNT), **_numbers(row)}
     return result
 
 
@@ -74,27 +91,6 @@ def preview_markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
         tbl_width_chars=65_000,
     ):
         return str(frame.head(rows))
-
-
-def _split(
-    frame: pl.DataFrame,
-    partitions_def: dg.PartitionsDefinition,
-    keys: list[str],
-    partition_expr: str | Mapping[str, str],
-    asset: str,
-) -> dict[str, pl.DataFrame]:
-    """The frame's rows by partition key, through the warehouse's own partition matching."""
-    columns, cells = partition_cells(asset, partitions_def, partition_expr, keys)
-    if not frame.height or any(c not in frame.columns for c in columns):
-        return {}
-    # One cell per key, in key order: a row's cell index is its partition.
-    index = PartitionScope(tuple(columns), tuple(cells)).cell_index(frame)
-    tagged = frame.with_columns(index.alias("_partition"))
-    return {
-        keys[cell]: part.drop("_partition")
-        for (cell,), part in tagged.partition_by("_partition", as_dict=True).items()
-        if cell is not None
-    }
 
 
 def _numbers(values: Mapping[str, Any]) -> dict[str, float | int]:

@@ -29,8 +29,8 @@ from marketplace_assets.api.errors import (
 )
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import marketplace_asset, start_run
-from marketplace_assets.assets.exports import collapse_duplicates, reconcile
 from marketplace_assets.field_types import check_field_types
+from marketplace_assets.reports.completeness import collapse_duplicates, reconcile
 from marketplace_assets.reports.export_files import read_csv_export, read_json_export
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.warehouse.base import TableRef

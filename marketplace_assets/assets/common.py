@@ -19,12 +19,18 @@ from marketplace_assets.api.errors import MarketplaceError, MarketplaceUnavailab
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.checks import check_specs, evaluate_checks, failed_before_write
 from marketplace_assets.field_types import check_field_types
-from marketplace_assets.monitoring import figures_by_partition, freshness_policy_for, preview_markdown
+from marketplace_assets.monitoring import (
+    PREVIEW_ROWS,
+    figures_by_partition,
+    freshness_policy_for,
+    preview_markdown,
+)
 from marketplace_assets.partitions import time_dimension, to_window
 from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.warehouse import WarehouseResource
 from marketplace_assets.warehouse.base import TableRef
+from marketplace_assets.warehouse.batches import Batches, BatchWriter, Rows
 
 # Every asset that calls the Marketplace shares this pool, so big backfills cannot hammer the API.
 API_POOL = "marketplace_api"
@@ -157,14 +163,16 @@ def _add_parameters(wrapper: Callable[..., Any], body: Callable[..., Any], **res
 
 def _finish(
     context: dg.AssetExecutionContext,
-    output: dg.Output[pl.DataFrame],
+    output: dg.Output[Rows],
     monitoring: _Monitoring,
     pii: PiiPolicy,
     warehouse_store: WarehouseResource,
-) -> Iterator[dg.Output[pl.DataFrame] | dg.AssetCheckResult]:
-    """Apply the PII policy, evaluate the checks, attach per-partition figures, then hand the frame
-    to the IO manager. Rows outside the run's partitions stop the run before anything is written."""
-    frame, changed = pii.apply(output.value)
+) -> Iterator[dg.Output[Rows] | dg.AssetCheckResult]:
+    """Apply the PII policy, check types, evaluate the checks, attach per-partition figures, then hand
+    the rows to the IO manager. A failed blocking check stops the run before anything is written.
+
+    Staged batches (`Batches`) go through the same steps batch by batch, and the checks and figures
+    read them lazily, so memory stays bounded by a batch whatever the row count."""
     where = f"{monitoring.label}, {_run_scope(context)}"
 
     def say_waiting(waited: float) -> None:
@@ -175,8 +183,53 @@ def _finish(
     stored = warehouse_store.open(on_wait=say_waiting).table_columns(
         TableRef.from_asset_key(monitoring.key.path)
     )
-    # Before any figure is computed on it: a text amount would fail there with a raw polars error.
-    check_field_types(frame, monitoring.label, stored, monitoring.invariants.numeric_columns())
+    numeric = monitoring.invariants.numeric_columns()
+
+    def prepare(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+        frame, changed = pii.apply(frame)
+        # Before any figure is computed on it: a text amount would fail there with a raw polars error.
+        check_field_types(frame, monitoring.label, stored, numeric)
+        return frame, changed
+
+    rows, changed = _prepared(output.value, prepare)
+    try:
+        yield from _check_and_describe(
+            context, rows, monitoring, stored, output.metadata, pii.describe(changed)
+        )
+    except BaseException:
+        if isinstance(rows, Batches):
+            rows.cleanup()
+        raise
+
+
+def _prepared(
+    rows: Rows, prepare: Callable[[pl.DataFrame], tuple[pl.DataFrame, list[str]]]
+) -> tuple[Rows, list[str]]:
+    """`prepare` applied to a frame, or to each staged batch (staged again, the originals removed)."""
+    if not isinstance(rows, Batches):
+        return prepare(rows)
+    writer, changed = BatchWriter(), []
+    try:
+        for batch in rows:
+            batch, changed = prepare(batch)
+            writer.add(batch)
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        rows.cleanup()
+    return writer.finish(), changed
+
+
+def _check_and_describe(
+    context: dg.AssetExecutionContext,
+    rows: Rows,
+    monitoring: _Monitoring,
+    stored: Mapping[str, str],
+    metadata: Mapping[str, Any],
+    pii_described: str,
+) -> Iterator[dg.Output[Rows] | dg.AssetCheckResult]:
+    frame = rows.lazy() if isinstance(rows, Batches) else rows
     # Partitioned by time whenever there is a date column, so the run always has a time window.
     window = to_window(context.partition_time_window) if monitoring.date_column else None
     results = evaluate_checks(
@@ -192,7 +245,8 @@ def _finish(
             allow_retries=False,
         )
     if context.has_partition_key or context.has_partition_key_range:
-        counted = frame.unique(list(monitoring.merge_keys), keep="last") if monitoring.merge_keys else frame
+        keys = list(monitoring.merge_keys)
+        counted = frame.unique(keys, keep="last", maintain_order=True) if keys else frame
         assert monitoring.partition_expr is not None
         per_partition = figures_by_partition(
             counted,
@@ -204,12 +258,15 @@ def _finish(
         )
         for partition_key, values in per_partition.items():
             context.add_asset_metadata(values, partition_key=partition_key)
+    head = frame.head(PREVIEW_ROWS)
     metadata = {
-        **output.metadata,
-        "pii": pii.describe(changed),
-        "preview": dg.MetadataValue.md(preview_markdown(frame)),
+        **metadata,
+        "pii": pii_described,
+        "preview": dg.MetadataValue.md(
+            preview_markdown(head if isinstance(head, pl.DataFrame) else head.collect())
+        ),
     }
-    yield dg.Output(frame, metadata=metadata)
+    yield dg.Output(rows, metadata=metadata)
     yield from results
 
 
@@ -244,7 +301,7 @@ class ApiRun:
     client: MarketplaceClient
     requests_before: int
 
-    def output(self, frame: pl.DataFrame, **metadata: Any) -> dg.Output[pl.DataFrame]:
+    def output(self, frame: Rows, **metadata: Any) -> dg.Output[Rows]:
         requests = self.client.request_count - self.requests_before
         return dg.Output(
             frame, metadata={"source": self.marketplace.source, "api_requests": requests, **metadata}

@@ -5,6 +5,7 @@ was launched some other way (a UI backfill, a manual materialization), starts an
 with the same lifecycle code. Either way a range is one export, never one per day.
 """
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from marketplace_assets.api.errors import ConflictingRecordsError, IncompleteDataError, ReportShapeError
+from marketplace_assets.api.errors import ReportShapeError
 from marketplace_assets.api.exports import (
     ExportHandle,
     ExportKind,
@@ -25,7 +26,8 @@ from marketplace_assets.api.exports import (
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import describe, marketplace_asset, start_run
 from marketplace_assets.partitions import window_of
-from marketplace_assets.reports.export_files import read_export
+from marketplace_assets.reports.completeness import collapse_staged_duplicates, reconcile
+from marketplace_assets.reports.export_files import read_export, stage_export
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.reports.normalize import parse_dates
@@ -58,11 +60,11 @@ class ExportReport:
     def label(self) -> str:
         return f"{self.area}/{self.name}"
 
-    def date_records(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    def date_records(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
         """Give every record its `partition_column` from the first candidate date field it has, and say
         which fields were used. Fails naming the fields found when a record has none of them."""
         if not self.date_candidates or not frame.height:
-            return frame, self.partition_column
+            return frame, {}
         present = [c for c in self.date_candidates if c in frame.columns]
         frame = parse_dates(frame, self.label, present)  # a candidate that holds no date is type drift
         dates = {c: pl.col(c) for c in present}
@@ -82,10 +84,13 @@ class ExportReport:
                 f"{undated} of {frame.height} record(s) have no date in any of "
                 f"{', '.join(self.date_candidates)} (the records have the fields {', '.join(frame.columns)})",
             )
-        counts = dated.group_by("__dated_by").len().sort("__dated_by")
+        counts = dated.group_by("__dated_by").len()
         used = dict(zip(counts["__dated_by"].to_list(), counts["len"].to_list(), strict=True))
-        described = ", ".join(f"{c} ({used[c]} rows)" for c in present if c in used)
-        return dated.drop("__dated_by"), described
+        return dated.drop("__dated_by"), used
+
+    def describe_dating(self, used: Counter[str]) -> str:
+        """Which date fields dated how many records, in the candidates' order."""
+        return ", ".join(f"{c} ({used[c]} rows)" for c in self.date_candidates if used[c])
 
     def keep(self, frame: pl.DataFrame, window: Window) -> pl.DataFrame:
         """Rows of the window only: an export filtered by `lastUpdated` (on or after) also returns later
@@ -241,27 +246,36 @@ def build_export_asset(
                 run.client, marketplace.developer_id, report.kind, params, lifecycle=lifecycle,
                 log=context.log.info,
             )  # fmt: skip
+        dated_by: Counter[str] = Counter()
+
+        def shape(batch: pl.DataFrame) -> pl.DataFrame:
+            batch, used = report.date_records(batch)
+            dated_by.update(used)
+            return report.keep(batch, window)
+
         try:
-            frame = read_export(path, handle.accept, report.label, report.date_columns)
+            staged, records = stage_export(path, handle.accept, report.label, report.date_columns, shape)
         finally:
             path.unlink(missing_ok=True)
-        verified = reconcile(
-            report.label,
-            handle.export_id,
-            frame.height,
-            expected,
-            lambda: count_export_records(run.client, marketplace.developer_id, report.kind, params),
-            context.log.warning,
-        )
-        frame, dated_by = report.date_records(frame)
-        if not report.merge_keys and report.invariants.unique_keys:
-            frame = collapse_duplicates(
-                frame, report.label, report.invariants.unique_keys, context.log.warning
+        try:
+            verified = reconcile(
+                report.label,
+                handle.export_id,
+                records,
+                expected,
+                lambda: count_export_records(run.client, marketplace.developer_id, report.kind, params),
+                context.log.warning,
             )
-        kept = report.keep(frame, window)
-        extra = {"dated_by": dated_by} if report.date_candidates else {}
+            if not report.merge_keys and report.invariants.unique_keys:
+                staged = collapse_staged_duplicates(
+                    staged, report.label, report.invariants.unique_keys, context.log.warning
+                )
+        except BaseException:
+            staged.cleanup()
+            raise
+        extra = {"dated_by": report.describe_dating(dated_by)} if report.date_candidates else {}
         return run.output(
-            kept, export_id=handle.export_id, rows_in_export=frame.height, completeness=verified, **extra
+            staged, export_id=handle.export_id, rows_in_export=records, completeness=verified, **extra
         )
 
     return _export_asset
@@ -269,61 +283,6 @@ def build_export_asset(
 
 def _lifecycle(marketplace: MarketplaceResource) -> Lifecycle:
     return Lifecycle(poll_interval=marketplace.export_poll_interval, deadline=marketplace.export_deadline)
-
-
-def reconcile(
-    label: str,
-    export_id: str,
-    received: int,
-    expected: int | None,
-    recount: Callable[[], int | None],
-    warn: Callable[[str], None],
-) -> str:
-    """Compare an export file's records with the list's count taken before the export started.
-
-    Fewer records is loss, unless records legitimately left the filter in between: then the list's
-    count, asked again now, has fallen to what the file holds (docs/api-notes.md, "Completeness").
-    Returns what was verified, for the materialization's metadata."""
-    if expected is None:
-        return "not verifiable: the API gives no count for this export (file syntax checked)"
-    if received >= expected:
-        return f"{received} records, the list counted {expected} before the export"
-    now = recount()
-    if now is not None and received >= now:
-        warn(
-            f"{label}: export {export_id} holds {received} records where the list counted {expected} before "
-            f"it started; the list now counts {now}, so {expected - now} record(s) left the filter in "
-            "between (revised or removed by the service). Accepted: the file matches the current count."
-        )
-        return f"{received} records; the list's count fell from {expected} to {now} during the export"
-    raise IncompleteDataError(
-        f"{label}: export {export_id}",
-        "the file holds fewer records than the list endpoint counts for the same filters"
-        + (f" (before the export: {expected}; now: {now})" if now is not None else ""),
-        expected=expected,
-        received=received,
-    )
-
-
-def collapse_duplicates(
-    frame: pl.DataFrame, label: str, keys: tuple[str, ...], warn: Callable[[str], None]
-) -> pl.DataFrame:
-    """Identical repeated rows are one record sent twice: keep one, with a warning. Rows that share a
-    key but differ elsewhere are two versions of one record, and which is right cannot be told: fail."""
-    unique = frame.unique(maintain_order=True)
-    if unique.height < frame.height:
-        warn(f"{label}: dropped {frame.height - unique.height} row(s) identical to another row of the export")
-    repeated = unique.filter(pl.struct(list(keys)).is_duplicated())
-    if repeated.height:
-        example = repeated.sort(list(keys)).head(2)
-        differing = [c for c in example.columns if example[c].n_unique() > 1]
-        raise ConflictingRecordsError(
-            label,
-            f"{repeated.height} row(s) share a {'/'.join(keys)} with another row but differ in "
-            f"{', '.join(differing[:5]) or 'some field'} (e.g. {'/'.join(keys)} = "
-            f"{', '.join(str(example[k][0]) for k in keys)}); which version is right cannot be told",
-        )
-    return unique
 
 
 def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:

@@ -10,19 +10,22 @@ cut short as a row with nulls in its missing fields (docs/api-notes.md, "Complet
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 from marketplace_assets.api.errors import IncompleteDataError, ReportShapeError, TypeDriftError
 from marketplace_assets.reports.normalize import parse_dates, snake_case
+from marketplace_assets.warehouse.batches import BATCH_ROWS, Batches, BatchWriter
 
 # polars' message when a value does not fit the type it inferred from the first rows.
 _UNPARSABLE = re.compile(
     r"could not parse `(?P<value>.*?)` as dtype `(?P<dtype>[^`]+)` at column '(?P<column>[^']+)'"
 )
 _TAIL = 4096
+T = TypeVar("T")
 
 # Identifiers that look numeric but are text (postcodes, phone numbers, entitlement numbers, ...): read
 # as strings so leading zeros and formats survive.
@@ -69,14 +72,7 @@ def read_csv_export(path: Path, report: str) -> pl.DataFrame:
 def read_csv_checked(path: Path, report: str, **options: object) -> pl.DataFrame:
     """`pl.read_csv`, with its failures said in the report's terms: a value that does not fit the type
     the column had in earlier rows is type drift; anything else is a file that does not parse."""
-    try:
-        return pl.read_csv(path, **options)  # type: ignore[arg-type]
-    except pl.exceptions.ComputeError as exc:
-        if match := _UNPARSABLE.search(str(exc)):
-            raise TypeDriftError(
-                report, snake_case(match["column"]), match["dtype"], "text", match["value"]
-            ) from None
-        raise ReportShapeError(report, f"the CSV file does not parse: {str(exc).splitlines()[0]}") from exc
+    return _csv_errors_named(report, lambda: pl.read_csv(path, **options))  # type: ignore[arg-type]
 
 
 def _decode_json_lists(frame: pl.DataFrame) -> pl.DataFrame:
@@ -112,6 +108,64 @@ def _unnest_all(frame: pl.DataFrame) -> pl.DataFrame:
                 pl.col(column).struct.rename_fields([f"{column}.{f}" for f in fields])
             ).unnest(column)
     return frame
+
+
+def stage_export(
+    path: Path,
+    accept: str,
+    report: str,
+    date_columns: Sequence[str] = (),
+    transform: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame,
+) -> tuple[Batches, int]:
+    """The export as staged batches, each read, normalized and `transform`ed on its own, and the number
+    of records the file held. A CSV is read `BATCH_ROWS` at a time (memory bounded by a batch whatever
+    the file's size); a JSON array cannot be read in parts and is read whole, then staged."""
+    writer = BatchWriter()
+    records = 0
+    try:
+        for batch in _export_batches(path, accept, report):
+            batch = parse_dates(batch, report, date_columns)
+            records += batch.height
+            writer.add(transform(batch))
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.finish(), records
+
+
+def _export_batches(path: Path, accept: str, report: str) -> Iterator[pl.DataFrame]:
+    if accept != "csv":
+        frame = read_json_export(path, report)
+        yield from (frame.slice(o, BATCH_ROWS) for o in range(0, max(frame.height, 1), BATCH_ROWS))
+        return
+    check_file_complete(path, "csv", report)
+    try:
+        header = pl.read_csv(path, n_rows=0).columns
+    except pl.exceptions.NoDataError:
+        yield pl.DataFrame()
+        return
+    overrides = {c: pl.String for c in header if _TEXT_LIKE.search(_leaf(c))}
+    scan = pl.scan_csv(path, schema_overrides=overrides, infer_schema_length=10_000)
+    renames = {c: snake_case(c) for c in header}
+    batches = _csv_errors_named(report, lambda: iter(scan.collect_batches(chunk_size=BATCH_ROWS)))
+    empty = True
+    while (batch := _csv_errors_named(report, lambda: next(batches, None))) is not None:
+        empty = False
+        yield _decode_json_lists(batch.rename(renames))
+    if empty:
+        yield pl.DataFrame(schema={renames[c]: pl.String for c in header})
+
+
+def _csv_errors_named(report: str, step: Callable[[], T]) -> T:
+    """A polars CSV failure in the report's terms (type drift, or a file that does not parse)."""
+    try:
+        return step()
+    except pl.exceptions.ComputeError as exc:
+        if match := _UNPARSABLE.search(str(exc)):
+            raise TypeDriftError(
+                report, snake_case(match["column"]), match["dtype"], "text", match["value"]
+            ) from None
+        raise ReportShapeError(report, f"the CSV file does not parse: {str(exc).splitlines()[0]}") from exc
 
 
 def read_export(path: Path, accept: str, report: str, date_columns: Sequence[str] = ()) -> pl.DataFrame:

@@ -1,5 +1,9 @@
 """What every DuckDB write shares: the file lock, the transaction, and additive schema evolution.
 
+A write calls `DuckDBCore._prepare_table` once per batch, inside its one transaction: each batch is
+registered as `FRAME_VIEW` and the table evolves to take it (created by the first batch with columns,
+then new columns added and integer columns widened as later batches need).
+
 DuckDB lets one process hold a file for writing at a time, and Dagster runs steps in separate
 processes, so every operation opens the file, retries while another process holds the lock, does its
 work and closes again. Nothing keeps a connection open between operations.
@@ -68,6 +72,23 @@ class PreparedTable:
     # Column name -> SQL type of the registered frame (empty for a frame without columns).
     frame_types: dict[str, str]
     widened_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SchemaChanges:
+    """What the batches of one write did to the table, summed up batch by batch."""
+
+    created: bool = False
+    added: list[str] = field(default_factory=list)
+    widened: list[str] = field(default_factory=list)
+    # The table's columns after the latest batch.
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def add(self, prepared: PreparedTable) -> None:
+        self.created = self.created or prepared.created
+        self.added += [c for c in prepared.added_columns if c not in self.added]
+        self.widened += [c for c in prepared.widened_columns if c not in self.widened]
+        self.columns = prepared.columns
 
 
 class DuckDBCore:

@@ -1,9 +1,15 @@
 """The backend-neutral face of the warehouse: table names, write results, the protocol, the opener.
 
-Every backend (DuckDB now, PostgreSQL later) implements `Warehouse` with the same guarantees:
-one transaction per write, insert by column name, additive schema evolution, and a refusal to store
-rows outside the partition scope being written. Two write modes: `write` replaces partitions, `merge`
-upserts rows on a key and never deletes a row because a frame lacks it (history is kept).
+Every backend (DuckDB: ``duckdb.py``; PostgreSQL: ``postgres.py``) implements `Warehouse` with the same
+guarantees: one transaction per write, whatever the number of batches (a failure or a killed process
+leaves the table exactly as it was); insert by column name; additive schema evolution, batch by batch
+(a column first seen in a late batch is added, an integer column that receives fractions is widened);
+and a refusal to store rows outside the partition scope being written. Two write modes: `write`
+replaces partitions, `merge` upserts rows on a key and never deletes a row because the input lacks it
+(history is kept); the last row of a key wins, across batches too.
+
+Writes take `Rows`: a polars frame, or `Batches` staged on disk (``batches.py``) that a backend reads one
+batch at a time, so a write's memory is bounded by one batch, never by the whole output.
 """
 
 from __future__ import annotations
@@ -15,15 +21,13 @@ from typing import Protocol, runtime_checkable
 
 import polars as pl
 
+from marketplace_assets.warehouse.batches import Rows
 from marketplace_assets.warehouse.scope import PartitionScope
 
 logger = logging.getLogger("marketplace_assets.warehouse")
 
-# Named in the error so whoever sets a postgresql:// URL today knows it is planned, not broken.
-POSTGRES_PENDING = (
-    "the PostgreSQL warehouse backend is not available yet; set MARKETPLACE_WAREHOUSE to a DuckDB "
-    "file path (for example data/marketplace.duckdb) for now"
-)
+# The URL prefixes of the PostgreSQL backend (settings.py recognises the same ones).
+POSTGRES_URL_PREFIXES = ("postgresql://", "postgres://", "postgresql+")
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ class WriteResult:
     rows_inserted: int = 0
     rows_updated: int = 0
     duplicates_dropped: int = 0
-    # Integer columns widened to DOUBLE because the frame brought fractions (never rounded away).
+    # Integer columns widened because the rows brought fractions (never rounded away): to DOUBLE on
+    # DuckDB, to exact numeric on PostgreSQL.
     widened_columns: list[str] = field(default_factory=list)
 
 
@@ -82,7 +87,13 @@ class WarehouseError(Exception):
 
 
 class WarehouseBusyError(WarehouseError):
-    """Another process held the warehouse's write lock for longer than the lock timeout: transient."""
+    """Another process held the lock this write needs (DuckDB: the file; PostgreSQL: the partitions
+    or the table's schema) for longer than the lock timeout: transient."""
+
+
+class WarehouseConnectionError(WarehouseError):
+    """A warehouse server could not be reached or refused the login (the message names the URL,
+    never its password)."""
 
 
 class TableNotFoundError(WarehouseError, LookupError):
@@ -99,20 +110,22 @@ class MergeKeyError(WarehouseError, ValueError):
 
 @runtime_checkable
 class Warehouse(Protocol):
-    def write(self, table: TableRef, df: pl.DataFrame, scope: PartitionScope | None) -> WriteResult:
-        """Replace the rows ``scope`` covers (the whole table when None) with ``df``, atomically."""
+    def write(self, table: TableRef, rows: Rows, scope: PartitionScope | None) -> WriteResult:
+        """Replace the rows ``scope`` covers (the whole table when None) with ``rows`` (a frame or
+        `Batches`), atomically."""
         ...
 
     def merge(
         self,
         table: TableRef,
-        df: pl.DataFrame,
+        rows: Rows,
         keys: Sequence[str],
         scope: PartitionScope | None = None,
     ) -> WriteResult:
-        """Upsert ``df`` on ``keys``, atomically: rows whose key the table holds replace those rows,
-        the others are inserted, and table rows whose key ``df`` lacks stay. Duplicate keys in ``df``
-        keep the last row. ``scope`` is only checked (every row must lie inside), never deleted."""
+        """Upsert ``rows`` on ``keys``, atomically: rows whose key the table holds replace those rows,
+        the others are inserted, and table rows whose key ``rows`` lack stay. Repeated keys keep the
+        last row (batches count in order). ``scope`` is only checked (every row must lie inside),
+        never deleted."""
         ...
 
     def read(self, table: TableRef, scope: PartitionScope | None = None) -> pl.DataFrame:
@@ -155,11 +168,8 @@ def check_rows_in_scope(
         )
 
 
-def prepare_merge_frame(
-    table: TableRef, df: pl.DataFrame, keys: Sequence[str], scope: PartitionScope | None
-) -> tuple[pl.DataFrame, int]:
-    """Validate a merge before touching the database; return the frame with one row per key (the
-    last occurrence wins, order kept) and how many rows were dropped for repeating a key."""
+def check_merge_keys(table: TableRef, keys: Sequence[str]) -> list[str]:
+    """The merge keys as a list; refuses a string, no keys, or a repeated key."""
     if isinstance(keys, str):
         raise MergeKeyError(f"Merge keys for {table} must be a list of column names, got the string {keys!r}")
     keys = list(keys)
@@ -167,6 +177,16 @@ def prepare_merge_frame(
         raise MergeKeyError(f"Cannot merge into {table} without key columns: give at least one merge key")
     if len(set(keys)) != len(keys):
         raise MergeKeyError(f"Merge keys for {table} repeat a column: {keys}")
+    return keys
+
+
+def prepare_merge_frame(
+    table: TableRef, df: pl.DataFrame, keys: Sequence[str], scope: PartitionScope | None
+) -> tuple[pl.DataFrame, int]:
+    """Validate a merge before touching the database (or one batch of it, inside the transaction);
+    return the frame with one row per key (the last occurrence wins, order kept) and how many rows
+    were dropped for repeating a key."""
+    keys = check_merge_keys(table, keys)
     missing = [k for k in keys if k not in df.columns]
     if missing:
         raise MergeKeyError(
@@ -189,16 +209,24 @@ def prepare_merge_frame(
 def open_warehouse(
     url_or_path: str, *, lock_timeout: float = 60.0, on_wait: Callable[[float], None] | None = None
 ) -> Warehouse:
-    """A DuckDB file path (created on first write) or, later, a ``postgresql://`` URL.
+    """A DuckDB file path (created on first write) or a ``postgresql://user@host:port/db`` URL.
 
-    ``lock_timeout`` bounds the wait for another process's write lock (sensors pass a short one);
+    ``lock_timeout`` bounds the wait for another process's lock (sensors pass a short one);
     ``on_wait(seconds_waited)`` is called about every 10 s while waiting, to say so where a user looks.
+    The PostgreSQL password comes from ``MARKETPLACE_WAREHOUSE_PASSWORD``, else from libpq
+    (``PGPASSWORD``, ``~/.pgpass``); it is never shown (see ``postgres_connection.py``).
     """
     target = url_or_path.strip()
     if not target:
-        raise ValueError("warehouse location is empty; set MARKETPLACE_WAREHOUSE to a DuckDB file path")
-    if target.startswith(("postgresql://", "postgres://", "postgresql+")):
-        raise NotImplementedError(POSTGRES_PENDING)
+        raise ValueError(
+            "warehouse location is empty; set MARKETPLACE_WAREHOUSE to a DuckDB file path or a "
+            "postgresql://user@host:port/db URL"
+        )
+    if target.startswith(POSTGRES_URL_PREFIXES):
+        # Imported here so the protocol module stays free of any driver import.
+        from marketplace_assets.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse(target, lock_timeout=lock_timeout, on_wait=on_wait)
     if "://" in target:
         # Only the scheme: the rest of a URL may hold a password.
         scheme = target.split("://", 1)[0]

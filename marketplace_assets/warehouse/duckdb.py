@@ -2,6 +2,20 @@
 
 Replace writes and reads live here, merge writes in ``duckdb_merge.py``, and what both share (the
 file lock, the transaction, additive schema evolution) in ``_duckdb_core.py``.
+
+What it guarantees: a write (a frame or `Batches`, however many batches) is one transaction; a failure
+or a killed process leaves the table exactly as it was (DuckDB replays only committed transactions
+from its write-ahead log). Each batch is registered and inserted BY NAME on its own, so memory is
+bounded by a batch; the table evolves batch by batch (new columns added, integer columns widened to
+DOUBLE when a batch brings fractions). A replace write deletes the scope's rows once, before the first
+batch is inserted.
+
+What blocks what: DuckDB lets one process at a time open the file for writing, and a process that has
+it open for writing also keeps every other process from reading it. Writes therefore run one after the
+other (two runs of different partitions both succeed, the second after the first has committed), and
+a reader in another process waits for a write to finish, as a writer waits for a reader; each waits up
+to ``lock_timeout`` and then raises `WarehouseBusyError`. Nothing is ever half visible: there is no
+moment at which another process could read a partly written table.
 """
 
 from __future__ import annotations
@@ -9,7 +23,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from marketplace_assets.warehouse._duckdb_core import q, qt
+from marketplace_assets.warehouse._duckdb_core import SchemaChanges, q, qt
 from marketplace_assets.warehouse.base import (
     TableNotFoundError,
     TableRef,
@@ -17,6 +31,7 @@ from marketplace_assets.warehouse.base import (
     check_rows_in_scope,
     logger,
 )
+from marketplace_assets.warehouse.batches import Batches, Rows, iter_batches
 from marketplace_assets.warehouse.duckdb_merge import DuckDBMerge
 from marketplace_assets.warehouse.scope import END_SUFFIX, START_SUFFIX, PartitionScope
 
@@ -28,10 +43,14 @@ class DuckDBWarehouse(DuckDBMerge):
     """`Warehouse` on a DuckDB file. ``lock_timeout`` bounds the wait for another process's lock."""
 
     # -- public interface ---------------------------------------------------------------------------
-    def write(self, table: TableRef, df: pl.DataFrame, scope: PartitionScope | None) -> WriteResult:
-        # Validate before opening the file: a bad frame must not even take the write lock.
-        check_rows_in_scope(table, df, scope)
-        result = self._write_transaction(table, lambda con: self._write_in_transaction(con, table, df, scope))
+    def write(self, table: TableRef, rows: Rows, scope: PartitionScope | None) -> WriteResult:
+        # Validate a frame before opening the file: a bad frame must not even take the write lock.
+        # Staged batches are checked one by one inside the transaction (a bad one rolls it all back).
+        if isinstance(rows, pl.DataFrame):
+            check_rows_in_scope(table, rows, scope)
+        result = self._write_transaction(
+            table, lambda con: self._write_in_transaction(con, table, rows, scope)
+        )
         logger.debug(
             "Wrote %d row(s) to %s, replacing %d (scope: %s)",
             result.rows_written,
@@ -60,28 +79,43 @@ class DuckDBWarehouse(DuckDBMerge):
         self,
         con: duckdb.DuckDBPyConnection,
         table: TableRef,
-        df: pl.DataFrame,
+        rows: Rows,
         scope: PartitionScope | None,
     ) -> WriteResult:
-        prepared = self._prepare_table(con, table, df)
-        if prepared is None:
-            return WriteResult(
-                table=table,
-                rows_written=0,
-                rows_deleted=0,
-                skipped_reason=f"{table} does not exist and the frame has no columns: nothing to store",
-            )
-        columns = prepared.columns
-        deleted = self._delete_rows(con, table, scope, columns)
-        written = self._insert_rows(con, table) if df.height else 0
+        deleted: int | None = None  # the scope's rows are deleted once, before the first insert
+        written = 0
+        evolution = SchemaChanges()
+        for batch in iter_batches(rows):
+            if isinstance(rows, Batches):
+                check_rows_in_scope(table, batch, scope)
+            prepared = self._prepare_table(con, table, batch)
+            if prepared is None:
+                continue  # no table yet and a batch without columns: nothing to create
+            evolution.add(prepared)
+            if deleted is None:
+                deleted = self._delete_rows(con, table, scope, prepared.columns)
+            if batch.height:
+                written += self._insert_rows(con, table)
+        if deleted is None:
+            # No batch had columns: the scope's rows still go (the partition has no data now).
+            columns = self._columns(con, table)
+            if not columns:
+                return WriteResult(
+                    table=table,
+                    rows_written=0,
+                    rows_deleted=0,
+                    skipped_reason=f"{table} does not exist and the rows have no columns: nothing to store",
+                )
+            deleted = self._delete_rows(con, table, scope, columns)
+            evolution.columns = columns
         return WriteResult(
             table=table,
             rows_written=written,
             rows_deleted=deleted,
-            added_columns=prepared.added_columns,
-            widened_columns=prepared.widened_columns,
-            columns=columns,
-            created_table=prepared.created,
+            added_columns=evolution.added,
+            widened_columns=evolution.widened,
+            columns=evolution.columns,
+            created_table=evolution.created,
             rows_inserted=written,
         )
 

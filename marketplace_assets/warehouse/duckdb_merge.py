@@ -1,27 +1,51 @@
 """Merge writes on DuckDB: upsert versions on a key, never delete a row a frame merely lacks.
 
-One transaction: create the table or add new columns (the same steps as a replace write), delete the
-stored rows whose key the frame holds (one hash semi join against the registered frame), insert the
-frame BY NAME. Tables created earlier have no primary key, so ``INSERT OR REPLACE`` cannot be relied
-on; delete + insert works on any table and costs two set operations however large the frame.
+One transaction, batch by batch: create the table or add new columns (the same steps as a replace
+write), delete the stored rows whose key the batch holds (one hash semi join against the registered
+batch), insert the batch BY NAME. Tables created earlier have no primary key, so ``INSERT OR REPLACE``
+cannot be relied on; delete + insert works on any table and costs two set operations however large the
+batch. Each batch is deduplicated on its own (last row wins) and batches are applied in order, so the
+last row of a key wins across batches too; a key a later batch repeats counts as a duplicate dropped,
+not as an update (the keys written so far are kept in a temporary table, on DuckDB's side).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 import polars as pl
 
-from marketplace_assets.warehouse._duckdb_core import FRAME_VIEW, DuckDBCore, PreparedTable, q, qt
+from marketplace_assets.warehouse._duckdb_core import (
+    FRAME_VIEW,
+    DuckDBCore,
+    PreparedTable,
+    SchemaChanges,
+    q,
+    qt,
+)
 from marketplace_assets.warehouse.base import (
     MergeKeyError,
     TableRef,
     WriteResult,
+    check_merge_keys,
     logger,
     prepare_merge_frame,
 )
+from marketplace_assets.warehouse.batches import BATCH_ROWS, Batches, Rows, iter_batches
 from marketplace_assets.warehouse.scope import PartitionScope
+
+# The keys merged so far by this write (only when it has more than one batch).
+_SEEN_KEYS = "__wh_merged_keys"
+
+
+@dataclass
+class _MergeCounts:
+    written: int = 0
+    updated: int = 0
+    deleted: int = 0
+    duplicates: int = 0
 
 
 class DuckDBMerge(DuckDBCore):
@@ -30,24 +54,27 @@ class DuckDBMerge(DuckDBCore):
     def merge(
         self,
         table: TableRef,
-        df: pl.DataFrame,
+        rows: Rows,
         keys: Sequence[str],
         scope: PartitionScope | None = None,
     ) -> WriteResult:
-        # Validate (keys, nulls, scope) and deduplicate before opening the file: a bad frame must not
-        # even take the write lock.
-        frame, dropped = prepare_merge_frame(table, df, keys, scope)
-        keys = list(keys)
-        if dropped:
+        keys = check_merge_keys(table, keys)
+        dropped = 0
+        if isinstance(rows, pl.DataFrame):
+            # Validate (keys, nulls, scope) and deduplicate a frame before opening the file: a bad
+            # frame must not even take the write lock. Batches are validated one by one inside.
+            rows, dropped = prepare_merge_frame(table, rows, keys, scope)
+        source = rows
+        result = self._write_transaction(
+            table, lambda con: self._merge_in_transaction(con, table, source, keys, dropped, scope)
+        )
+        if result.duplicates_dropped:
             logger.warning(
-                "Dropped %d row(s) of the frame for %s that repeat a key (%s); kept the last of each",
-                dropped,
+                "Dropped %d row(s) of the rows for %s that repeat a key (%s); kept the last of each",
+                result.duplicates_dropped,
                 table,
                 ", ".join(keys),
             )
-        result = self._write_transaction(
-            table, lambda con: self._merge_in_transaction(con, table, frame, keys, dropped)
-        )
         logger.debug(
             "Merged %d row(s) into %s on %s: %d inserted, %d updated",
             result.rows_written,
@@ -63,31 +90,106 @@ class DuckDBMerge(DuckDBCore):
         self,
         con: duckdb.DuckDBPyConnection,
         table: TableRef,
-        df: pl.DataFrame,
+        rows: Rows,
         keys: list[str],
         dropped: int,
+        scope: PartitionScope | None = None,
     ) -> WriteResult:
-        prepared = self._prepare_table(con, table, df)
-        # The frame has at least its key columns, so there is always a table to prepare.
-        assert prepared is not None
-        updated = deleted = written = 0
-        if df.height:
-            self._check_keys_unique_as_stored(con, table, prepared, keys, df.height)
+        staged = isinstance(rows, Batches)
+        # A frame is deduplicated as a whole; only its keys cast to the stored types can repeat.
+        several = staged or rows.height > BATCH_ROWS
+        counts = _MergeCounts(duplicates=dropped)
+        evolution = SchemaChanges()
+        remembering = False
+        for batch in iter_batches(rows):
+            if staged:
+                if batch.width == 0 and batch.height == 0:
+                    continue  # an empty placeholder batch
+                batch, batch_dropped = prepare_merge_frame(table, batch, keys, scope)
+                counts.duplicates += batch_dropped
+            prepared = self._prepare_table(con, table, batch)
+            # A batch has at least its key columns, so there is always a table to prepare.
+            assert prepared is not None
+            evolution.add(prepared)
+            if not batch.height:
+                continue
+            self._check_keys_unique_as_stored(con, table, prepared, keys, batch.height)
+            repeated = 0
+            if several:
+                if not remembering:
+                    self._start_remembering_keys(con, prepared, keys)
+                    remembering = True
+                repeated = self._count_repeated_keys(con, prepared, keys)
+                if repeated and not staged:
+                    raise MergeKeyError(
+                        f"Refusing to merge into {table}: stored as the table's key types, {repeated} "
+                        f"row(s) of the frame repeat the key ({', '.join(keys)}) of an earlier row. Convert "
+                        "the key column(s) to the stored types upstream so duplicates are visible. "
+                        "Nothing was written."
+                    )
             match = self._key_match(prepared, keys)
-            updated = self._count_stored_keys(con, table, match)
-            deleted = self._delete_matching_keys(con, table, match)
-            written = self._insert_rows(con, table)
+            counts.updated += self._count_stored_keys(con, table, match) - repeated
+            counts.deleted += self._delete_matching_keys(con, table, match) - repeated
+            counts.written += self._insert_rows(con, table) - repeated
+            counts.duplicates += repeated
+            if several:
+                self._remember_keys(con, prepared, keys)
+        if not evolution.columns:
+            evolution.columns = self._columns(con, table)
+            if not evolution.columns:
+                return WriteResult(
+                    table=table,
+                    rows_written=0,
+                    rows_deleted=0,
+                    skipped_reason=f"{table} does not exist and there are no rows to merge",
+                )
+        if remembering:
+            con.execute(f"DROP TABLE {_SEEN_KEYS}")
         return WriteResult(
             table=table,
-            rows_written=written,
-            rows_deleted=deleted,
-            added_columns=prepared.added_columns,
-            widened_columns=prepared.widened_columns,
-            columns=prepared.columns,
-            created_table=prepared.created,
-            rows_inserted=written - updated,
-            rows_updated=updated,
-            duplicates_dropped=dropped,
+            rows_written=counts.written,
+            rows_deleted=counts.deleted,
+            added_columns=evolution.added,
+            widened_columns=evolution.widened,
+            columns=evolution.columns,
+            created_table=evolution.created,
+            rows_inserted=counts.written - counts.updated,
+            rows_updated=counts.updated,
+            duplicates_dropped=counts.duplicates,
+        )
+
+    @staticmethod
+    def _stored_keys(prepared: PreparedTable, keys: list[str]) -> str:
+        """The batch's keys cast to the stored types, as the table will hold them."""
+        types = {name.lower(): sql_type for name, sql_type in prepared.columns.items()}
+        return ", ".join(f"CAST(f.{q(k)} AS {types[k.lower()]}) AS {q(k)}" for k in keys)
+
+    def _start_remembering_keys(
+        self, con: duckdb.DuckDBPyConnection, prepared: PreparedTable, keys: list[str]
+    ) -> None:
+        con.execute(
+            f"CREATE TEMP TABLE {_SEEN_KEYS} AS "
+            f"SELECT {self._stored_keys(prepared, keys)} FROM {FRAME_VIEW} AS f LIMIT 0"
+        )
+
+    def _count_repeated_keys(
+        self, con: duckdb.DuckDBPyConnection, prepared: PreparedTable, keys: list[str]
+    ) -> int:
+        """Rows of the batch whose key an earlier batch of this merge wrote."""
+        types = {name.lower(): sql_type for name, sql_type in prepared.columns.items()}
+        match = " AND ".join(f"s.{q(k)} = CAST(f.{q(k)} AS {types[k.lower()]})" for k in keys)
+        return self._count(
+            con.execute(
+                f"SELECT count(*) FROM {FRAME_VIEW} AS f "
+                f"WHERE EXISTS (SELECT 1 FROM {_SEEN_KEYS} AS s WHERE {match})"
+            )
+        )
+
+    def _remember_keys(
+        self, con: duckdb.DuckDBPyConnection, prepared: PreparedTable, keys: list[str]
+    ) -> None:
+        con.execute(
+            f"INSERT INTO {_SEEN_KEYS} SELECT {self._stored_keys(prepared, keys)} FROM {FRAME_VIEW} AS f"
         )
 
     @staticmethod

@@ -29,6 +29,7 @@ from marketplace_assets.warehouse.base import (
     WriteResult,
     open_warehouse,
 )
+from marketplace_assets.warehouse.batches import Batches, Rows
 from marketplace_assets.warehouse.scope import PartitionScope, TimeRange
 
 PARTITION_EXPR = "partition_expr"
@@ -72,6 +73,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
                 result = warehouse.write(table, frame, scope)
             else:
                 result = warehouse.merge(table, frame, merge_keys, scope)
+            if isinstance(frame, Batches):
+                frame.cleanup()  # staged on disk for this write only; a retry stages again
         except WarehouseBusyError as exc:
             if self.busy_retries <= 0:
                 raise
@@ -275,14 +278,14 @@ def _table(context: dg.OutputContext | dg.InputContext) -> TableRef:
     return TableRef.from_asset_key(context.asset_key.path)
 
 
-def _as_frame(obj: Any, context: dg.OutputContext) -> pl.DataFrame:
+def _as_frame(obj: Any, context: dg.OutputContext) -> Rows:
     if isinstance(obj, pl.LazyFrame):
         return obj.collect()
-    if isinstance(obj, pl.DataFrame):
+    if isinstance(obj, pl.DataFrame | Batches):
         return obj
     raise dg.DagsterInvariantViolationError(
-        f"WarehouseIOManager stores polars DataFrames; asset '{context.asset_key.to_user_string()}' "
-        f"returned {type(obj).__name__}"
+        "WarehouseIOManager stores polars DataFrames (or staged Batches); asset "
+        f"'{context.asset_key.to_user_string()}' returned {type(obj).__name__}"
     )
 
 
