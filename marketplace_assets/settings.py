@@ -271,7 +271,7 @@ def check_warehouse(settings: MarketplaceSettings) -> None:
         scheme = location.split("://", 1)[0]
         raise ConfigurationError(
             f"MARKETPLACE_WAREHOUSE has the unsupported URL scheme {scheme!r}. Set it to a DuckDB file path "
-            "such as data/marketplace.duckdb (or, once supported, a postgresql:// URL)."
+            "such as data/marketplace.duckdb (or a postgresql://user@host:port/database URL)."
         )
     path = Path(location).expanduser().absolute()
     fix = "set MARKETPLACE_WAREHOUSE to a DuckDB file path in a directory this process can write"

@@ -57,6 +57,8 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 
 # While waiting for another process's lock, say so this often (the waits themselves are short).
 LOCK_WAIT_REPORT_SECONDS = 10.0
+# DuckDB's own memory for one connection (its default is 80% of the machine's RAM).
+MEMORY_LIMIT = "256MB"
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER")
 _FRACTION_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL")
 
@@ -277,10 +279,13 @@ class DuckDBCore:
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
             # Read-only where possible: several processes may read a file at once.
-            return duckdb.connect(str(self.path), read_only=read_only)
+            con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.ConnectionException as exc:
             # This process already has the file open read-write (DuckDB refuses a second, different
             # configuration in one process); a read-write connection reads just as well.
-            if read_only and "different configuration" in str(exc):
-                return duckdb.connect(str(self.path))
-            raise
+            if not (read_only and "different configuration" in str(exc)):
+                raise
+            con = duckdb.connect(str(self.path))
+        # A write's uncommitted rows spill to `<file>.tmp/` past this, instead of growing with the rows.
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        return con

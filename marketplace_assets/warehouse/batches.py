@@ -20,7 +20,7 @@ import polars as pl
 
 # Rows per batch: small enough that a batch, its parsed copy and the driver's buffers stay well under
 # a hundred megabytes for the widest report (transactions, ~60 columns).
-BATCH_ROWS = 100_000
+BATCH_ROWS = 25_000
 
 
 class Batches:

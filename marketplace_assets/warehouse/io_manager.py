@@ -49,7 +49,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     """
 
     warehouse: str = Field(
-        description="DuckDB file path (created on first write), or a postgresql:// URL once supported."
+        description="DuckDB file path (created on first write), or a postgresql://user@host:port/db URL."
     )
     # A write that found the warehouse locked by another process for the whole lock timeout is tried
     # again this many times, this many seconds later (the lock is held by a run that will finish).
@@ -90,8 +90,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             )
         if result.widened_columns:
             context.log.warning(
-                f"Widened column(s) {', '.join(result.widened_columns)} of {table} to DOUBLE: the API sent "
-                "fractions where it had sent whole numbers"
+                f"Widened column(s) {', '.join(result.widened_columns)} of {table} to a fractional type: "
+                "the API sent fractions where it had sent whole numbers"
             )
         if result.added_columns:
             context.log.info(
