@@ -106,6 +106,12 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
             settings.warehouse_location,
         )
     warehouse = _env_or("MARKETPLACE_WAREHOUSE", settings.warehouse_location)
+    # Bound to its variable (the UI shows the name, never the value); unset: libpq's PGPASSWORD/.pgpass.
+    password = (
+        dg.EnvVar("MARKETPLACE_WAREHOUSE_PASSWORD")
+        if os.environ.get("MARKETPLACE_WAREHOUSE_PASSWORD")
+        else None
+    )
     assets = build_assets(settings)
     refresh_jobs, schedules = build_schedules(settings, assets)
     return dg.Definitions(
@@ -115,8 +121,8 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
         jobs=[update_app_listing, *refresh_jobs],
         resources={
             "marketplace": marketplace_resource(settings),
-            "warehouse": WarehouseIOManager(warehouse=warehouse),
-            "warehouse_store": WarehouseResource(warehouse=warehouse),
+            "warehouse": WarehouseIOManager(warehouse=warehouse, password=password),
+            "warehouse_store": WarehouseResource(warehouse=warehouse, password=password),
             "pii": pii_policy(settings),
         },
     )

@@ -99,6 +99,18 @@ def test_live_definitions_bind_secrets_through_env_vars(clean_env) -> None:
     # The UI shows resource config; it must show the variable's name, not the token.
     assert LIVE_ENV["MARKETPLACE_API_TOKEN"] not in repr(resource)
     assert "MARKETPLACE_API_TOKEN" in repr(resource)
+
+
+def test_the_warehouse_password_is_bound_to_its_variable(clean_env) -> None:
+    for name, value in LIVE_ENV.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("MARKETPLACE_WAREHOUSE", "postgresql://writer@127.0.0.1:5432/warehouse")
+    clean_env.setenv("MARKETPLACE_WAREHOUSE_PASSWORD", "pg-Secret-271828")
+    defs = build_definitions(load_settings())
+    dg.Definitions.validate_loadable(defs)
+    for name in ("warehouse", "warehouse_store"):
+        shown = repr(defs.resources[name])
+        assert "pg-Secret-271828" not in shown and "MARKETPLACE_WAREHOUSE_PASSWORD" in shown
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         assert "Sandbox" not in graph.get(key).assets_def.descriptions_by_key[key]

@@ -714,7 +714,10 @@ def test_password_sources_and_redaction(
     with pytest.raises(WarehouseError, match=PASSWORD_ENV) as missing:
         open_warehouse(url).table_columns(T)
     assert url in str(missing.value)
-    # MARKETPLACE_WAREHOUSE_PASSWORD, then libpq's PGPASSWORD and password file.
+    # The password the resource passes (bound to MARKETPLACE_WAREHOUSE_PASSWORD through dg.EnvVar) ...
+    assert open_warehouse(url, password=server.password).table_columns(T) == {}
+    assert server.password not in repr(open_warehouse(url, password=server.password))
+    # ... else MARKETPLACE_WAREHOUSE_PASSWORD, then libpq's PGPASSWORD and password file.
     monkeypatch.setenv(PASSWORD_ENV, server.password)
     assert open_warehouse(url).table_columns(T) == {}
     monkeypatch.delenv(PASSWORD_ENV)

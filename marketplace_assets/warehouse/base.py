@@ -207,13 +207,17 @@ def prepare_merge_frame(
 
 
 def open_warehouse(
-    url_or_path: str, *, lock_timeout: float = 60.0, on_wait: Callable[[float], None] | None = None
+    url_or_path: str,
+    *,
+    lock_timeout: float = 60.0,
+    on_wait: Callable[[float], None] | None = None,
+    password: str | None = None,
 ) -> Warehouse:
     """A DuckDB file path (created on first write) or a ``postgresql://user@host:port/db`` URL.
 
     ``lock_timeout`` bounds the wait for another process's lock (sensors pass a short one);
     ``on_wait(seconds_waited)`` is called about every 10 s while waiting, to say so where a user looks.
-    The PostgreSQL password comes from ``MARKETPLACE_WAREHOUSE_PASSWORD``, else from libpq
+    The PostgreSQL password is ``password`` when given, else ``MARKETPLACE_WAREHOUSE_PASSWORD``, else libpq
     (``PGPASSWORD``, ``~/.pgpass``); it is never shown (see ``postgres_connection.py``).
     """
     target = url_or_path.strip()
@@ -226,7 +230,7 @@ def open_warehouse(
         # Imported here so the protocol module stays free of any driver import.
         from marketplace_assets.warehouse.postgres import PostgresWarehouse
 
-        return PostgresWarehouse(target, lock_timeout=lock_timeout, on_wait=on_wait)
+        return PostgresWarehouse(target, lock_timeout=lock_timeout, on_wait=on_wait, password=password)
     if "://" in target:
         # Only the scheme: the rest of a URL may hold a password.
         scheme = target.split("://", 1)[0]

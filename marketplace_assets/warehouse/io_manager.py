@@ -51,6 +51,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     warehouse: str = Field(
         description="DuckDB file path (created on first write), or a postgresql://user@host:port/db URL."
     )
+    password: str | None = Field(
+        default=None,
+        description="The PostgreSQL password, bound to MARKETPLACE_WAREHOUSE_PASSWORD; never shown",
+    )
     # A write that found the warehouse locked by another process for the whole lock timeout is tried
     # again this many times, this many seconds later (the lock is held by a run that will finish).
     busy_retries: int = 2
@@ -67,7 +71,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         def say_waiting(waited: float) -> None:
             context.log.info(f"{where}: waiting for the warehouse's write lock ({waited:.0f}s so far)")
 
-        warehouse = open_warehouse(self.warehouse, on_wait=say_waiting)
+        warehouse = open_warehouse(self.warehouse, on_wait=say_waiting, password=self.password)
         try:
             if merge_keys is None:
                 result = warehouse.write(table, frame, scope)
@@ -106,7 +110,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         metadata = (upstream.definition_metadata if upstream is not None else None) or {}
         scope = scope_from_context(context, metadata)
-        return open_warehouse(self.warehouse).read(table, scope)
+        return open_warehouse(self.warehouse, password=self.password).read(table, scope)
 
 
 def output_metadata(
@@ -294,7 +298,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     warehouse: str = Field(description="DuckDB file path, the same location the IO manager writes to.")
 
+    password: str | None = Field(
+        default=None,
+        description="The PostgreSQL password, bound to MARKETPLACE_WAREHOUSE_PASSWORD; never shown",
+    )
+
     def open(
         self, *, lock_timeout: float = 60.0, on_wait: Callable[[float], None] | None = None
     ) -> Warehouse:
-        return open_warehouse(self.warehouse, lock_timeout=lock_timeout, on_wait=on_wait)
+        return open_warehouse(
+            self.warehouse, lock_timeout=lock_timeout, on_wait=on_wait, password=self.password
+        )

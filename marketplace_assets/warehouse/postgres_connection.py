@@ -42,7 +42,7 @@ class PostgresTarget:
     url_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresTarget:
+    def from_url(cls, url: str, password: str | None = None) -> PostgresTarget:
         """Parse ``url``; a password in it is taken out before libpq sees the URL, so that no libpq
         message can quote it (libpq quotes what it cannot parse)."""
         url = url.strip()
@@ -62,7 +62,8 @@ class PostgresTarget:
                 "postgresql://user@host:port/database (the password in MARKETPLACE_WAREHOUSE_PASSWORD)."
             ) from None
         in_url = params.pop("password", None) or (unquote(typed_secret) if colon and typed_secret else None)
-        password = os.environ.get(PASSWORD_ENV) or (str(in_url) if in_url else None)
+        # Given (the resource binds MARKETPLACE_WAREHOUSE_PASSWORD through dg.EnvVar), else the variable.
+        password = password or os.environ.get(PASSWORD_ENV) or (str(in_url) if in_url else None)
         return cls(
             display_url=display,
             params={k: str(v) for k, v in params.items()},

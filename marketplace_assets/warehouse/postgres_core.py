@@ -68,9 +68,14 @@ class PostgresCore:
     """Connection handling, locking and the schema steps shared by replace and merge writes."""
 
     def __init__(
-        self, url: str, *, lock_timeout: float = 60.0, on_wait: Callable[[float], None] | None = None
+        self,
+        url: str,
+        *,
+        lock_timeout: float = 60.0,
+        on_wait: Callable[[float], None] | None = None,
+        password: str | None = None,
     ) -> None:
-        self._target = PostgresTarget.from_url(url)
+        self._target = PostgresTarget.from_url(url, password)
         self.lock_timeout = lock_timeout
         self.on_wait = on_wait
 
