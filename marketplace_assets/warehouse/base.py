@@ -81,6 +81,12 @@ class WriteResult:
     # DuckDB, to exact numeric on PostgreSQL.
     widened_columns: list[str] = field(default_factory=list)
 
+    @classmethod
+    def nothing_to_store(cls, table: TableRef) -> WriteResult:
+        """No table yet and rows without columns: nothing was created or written."""
+        reason = f"{table} does not exist and the rows have no columns: nothing to store"
+        return cls(table=table, rows_written=0, rows_deleted=0, skipped_reason=reason)
+
 
 class WarehouseError(Exception):
     """Base for errors the warehouse raises on purpose (as opposed to driver errors)."""

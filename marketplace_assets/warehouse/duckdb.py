@@ -100,12 +100,7 @@ class DuckDBWarehouse(DuckDBMerge):
             # No batch had columns: the scope's rows still go (the partition has no data now).
             columns = self._columns(con, table)
             if not columns:
-                return WriteResult(
-                    table=table,
-                    rows_written=0,
-                    rows_deleted=0,
-                    skipped_reason=f"{table} does not exist and the rows have no columns: nothing to store",
-                )
+                return WriteResult.nothing_to_store(table)
             deleted = self._delete_rows(con, table, scope, columns)
             evolution.columns = columns
         return WriteResult(

@@ -107,12 +107,7 @@ class PostgresWarehouse(PostgresMerge):
     ) -> WriteResult:
         prepared = self._prepare(con, table, schemas_of(rows), None, started)
         if prepared is None:
-            return WriteResult(
-                table=table,
-                rows_written=0,
-                rows_deleted=0,
-                skipped_reason=f"{table} does not exist and the rows have no columns: nothing to store",
-            )
+            return WriteResult.nothing_to_store(table)
         deleted = self._delete_rows(con, table, scope, prepared.columns)
         written = 0
         for batch in iter_batches(rows):
