@@ -450,6 +450,33 @@ def test_async_export_failures_unknown_statuses_and_stalls(client, sb):
             configure_exports(sb, **bad)
 
 
+def test_keep_files_generates_each_export_file_once(client, sb, monkeypatch):
+    def download(filters) -> bytes:
+        links = start_export(client, TRANSACTIONS, [*filters, ("accept", "csv")])["_links"]
+        for _ in range(3):
+            client.get(links["status"]["href"])
+        return ok(client.get(links["download"]["href"])).content
+
+    generated = []
+    real_chunks = licensing_endpoints.csv_chunks
+
+    def counted_chunks(rows, columns):
+        generated.append(columns)  # runs when the file is first read, not when the reply is built
+        yield from real_chunks(rows, columns)
+
+    monkeypatch.setattr(licensing_endpoints, "csv_chunks", counted_chunks)
+    year = [("startDate", "2024-07-01"), ("endDate", "2025-06-30")]
+    fresh = download(year)
+    assert configure_exports(sb, keep_files=True)["keep_files"] is True
+    kept = [download(year), download(year)]
+    assert kept == [fresh, fresh] and fresh.count(b"\n") > 1000
+    assert len(generated) == 2  # the first download, then once for both kept ones
+    other = download([("startDate", "2025-06-01"), ("endDate", "2025-06-30")])
+    assert other != fresh and other.startswith(fresh.split(b"\n", 1)[0]) and len(generated) == 3
+    with pytest.raises(ValueError, match="keep_files must be true or false"):
+        configure_exports(sb, keep_files="yes")
+
+
 def test_marketing_attribution_export(client):
     sandbox = Sandbox(href_style="bare")
     set_clock(sandbox, CLOCK)

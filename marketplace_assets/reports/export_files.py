@@ -9,6 +9,7 @@ cut short as a row with nulls in its missing fields (docs/api-notes.md, "Complet
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +27,12 @@ _UNPARSABLE = re.compile(
 )
 _TAIL = 4096
 T = TypeVar("T")
+
+# polars' streaming CSV reader takes the file in chunks of this many bytes. Its default chunk made a
+# million-row export peak at 580 MB while being staged; 1 MiB chunks peak at 350 MB at the same speed
+# (bench/results/large_export.md). polars reads the variable at each scan; a value set before the
+# process starts wins.
+os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", str(1 << 20))
 
 # Identifiers that look numeric but are text (postcodes, phone numbers, entitlement numbers, ...): read
 # as strings so leading zeros and formats survive.

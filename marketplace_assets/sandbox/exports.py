@@ -26,12 +26,13 @@ from datetime import date
 from typing import Any
 
 from marketplace_assets.sandbox.data import World, stable_uuid
+from marketplace_assets.sandbox.spool import Spool
 
 CHUNK = 64 * 1024
 STATUSES = ("QUEUED", "IN_PROGRESS", "COMPLETED", "FAILED")
 _SETTINGS = (
     "polls_to_complete", "unknown_status", "unknown_polls", "never_complete", "fail_next",
-    "attribution_shape",
+    "attribution_shape", "keep_files",
 )  # fmt: skip
 ATTRIBUTION_SHAPES = ("daily", "evaluation")
 
@@ -138,6 +139,7 @@ class ExportConfig:
     never_complete: bool = False
     fail_next: int = 0
     attribution_shape: str = "daily"
+    keep_files: bool = False
 
 
 @dataclass
@@ -175,6 +177,8 @@ class _ExportState:
     config: ExportConfig = field(default_factory=ExportConfig)
     jobs: dict[str, ExportJob] = field(default_factory=dict)
     started: int = 0
+    # keep_files: each file generated once per (kind, filters, format, day, shape), on disk.
+    kept: dict[tuple[Any, ...], Spool] = field(default_factory=dict)
 
 
 def _state(world: World) -> _ExportState:
@@ -195,6 +199,7 @@ def configure_exports(
     unknown_polls: int | None = None,
     never_complete: bool | None = None,
     attribution_shape: str | None = None,
+    keep_files: bool | None = None,
 ) -> dict[str, Any]:
     """Change how the async exports of a Sandbox (or World) behave; unnamed settings stay as they are.
 
@@ -204,6 +209,8 @@ def configure_exports(
     never_complete: exports started from now stay IN_PROGRESS forever.
     attribution_shape: the record shape of marketing-attribution exports started from now: "daily"
         (one flat row per day, app and channel) or "evaluation" (nested, per evaluation start day).
+    keep_files: generate each export file once and serve every later export with the same filters,
+        format and clock day from disk (a benchmark then measures its client, not the generator).
     Returns the settings now in force.
     """
     values = {
@@ -213,6 +220,7 @@ def configure_exports(
         "unknown_polls": unknown_polls,
         "never_complete": never_complete,
         "attribution_shape": attribution_shape,
+        "keep_files": keep_files,
     }
     for name in ("polls_to_complete", "fail_next", "unknown_polls"):
         value = values[name]
@@ -220,8 +228,9 @@ def configure_exports(
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     if unknown_status is not None and not (isinstance(unknown_status, str) and unknown_status):
         raise ValueError(f"unknown_status must be a non-empty string, got {unknown_status!r}")
-    if never_complete is not None and not isinstance(never_complete, bool):
-        raise ValueError(f"never_complete must be true or false, got {never_complete!r}")
+    for name in ("never_complete", "keep_files"):
+        if values[name] is not None and not isinstance(values[name], bool):
+            raise ValueError(f"{name} must be true or false, got {values[name]!r}")
     if attribution_shape is not None and attribution_shape not in ATTRIBUTION_SHAPES:
         raise ValueError(f"attribution_shape must be one of {ATTRIBUTION_SHAPES}, got {attribution_shape!r}")
     world = _world(target)
@@ -249,7 +258,26 @@ def reset_exports(target: Any) -> None:
     """Forget every export job and go back to the default settings."""
     world = _world(target)
     with world.lock:
+        previous = world.state.get("exports")
         world.state["exports"] = _ExportState()
+    for spool in previous.kept.values() if previous is not None else ():
+        spool.close()
+
+
+def export_body(world: World, job: ExportJob, generate: Callable[[], Iterable[bytes]]) -> Iterable[bytes]:
+    """The bytes of `job`'s file: `generate()`d as it is sent, or with `keep_files` generated once to
+    disk (`Spool`) and sent from there to this and every later export of the same file."""
+    state = _state(world)
+    if not state.config.keep_files:
+        return generate()
+    key = (job.kind, tuple(sorted(job.query)), job.accept, job.as_of, job.attribution_shape)
+    with world.lock:
+        spool = state.kept.get(key)
+    if spool is None:
+        spool = Spool.of(b"", generate())
+        with world.lock:
+            spool = state.kept.setdefault(key, spool)
+    return spool.pieces([(0, spool.size)])
 
 
 def export_jobs(target: Any) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from marketplace_assets.sandbox.export_reports import (
 from marketplace_assets.sandbox.exports import (
     ExportJob,
     csv_chunks,
+    export_body,
     find_job,
     json_chunks,
     poll,
@@ -295,7 +296,11 @@ def download(kind: str | None) -> Callable[[World, ApiRequest], Reply]:
             raise ApiError(404, "Export is being processed")
         stored = ApiRequest("GET", req.path, list(job.query), {}, b"")
         rows, columns = _rows(world, job.kind, stored, job.as_of, job.attribution_shape)
-        return _file(rows, job.accept, columns, f"{job.kind}-{job.id}")
+        reply = _file(rows, job.accept, columns, f"{job.kind}-{job.id}")
+        generated = reply.stream
+        assert generated is not None  # an export file is always streamed
+        reply.stream = export_body(world, job, lambda: generated)
+        return reply
 
     return handler
 
