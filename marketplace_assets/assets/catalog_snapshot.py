@@ -13,7 +13,7 @@ import polars as pl
 from marketplace_assets.api.errors import MarketplaceApiError
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import describe, marketplace_asset, start_run
-from marketplace_assets.reports.parsers import parse_csv
+from marketplace_assets.reports.export_files import stage_csv
 
 LATEST = "reporting/product-catalog/latest"
 LABEL = "catalog/product_catalog"
@@ -74,12 +74,16 @@ def build_product_catalog_asset(*, start_date: str, sandbox: bool) -> dg.AssetsD
                 f"(links last {latest.get('expiresInSeconds', 300)} s). Re-run; if it persists, check the "
                 "machine's clock and its bandwidth to the object store."
             )
+
+        def stamped(batch: pl.DataFrame) -> pl.DataFrame:
+            if "snapshot_date" in batch.columns:
+                return batch.with_columns(pl.col("snapshot_date").cast(pl.Date))
+            return batch.with_columns(pl.lit(wanted, dtype=pl.Date).alias("snapshot_date"))
+
         try:
-            frame = parse_csv(path, LABEL, stamp={"snapshot_date": wanted})
+            staged, _ = stage_csv(path, LABEL, stamped)
         finally:
             path.unlink(missing_ok=True)
-        return run.output(
-            frame.with_columns(pl.col("snapshot_date").cast(pl.Date)), snapshot_date=wanted.isoformat()
-        )
+        return run.output(staged, snapshot_date=wanted.isoformat())
 
     return product_catalog

@@ -27,10 +27,11 @@ from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import describe, marketplace_asset, start_run
 from marketplace_assets.partitions import window_of
 from marketplace_assets.reports.completeness import collapse_staged_duplicates, reconcile
-from marketplace_assets.reports.export_files import read_export, stage_export
+from marketplace_assets.reports.export_files import stage_export
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.reports.normalize import parse_dates
+from marketplace_assets.warehouse.batches import keep_latest
 
 
 @dataclass(frozen=True)
@@ -318,11 +319,15 @@ def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
             log=context.log.info,
         )  # fmt: skip
         try:
-            frame = read_export(path, handle.accept, "licenses/current", ("last_updated",))
+            staged, records = stage_export(path, handle.accept, "licenses/current", ("last_updated",))
         finally:
             path.unlink(missing_ok=True)
-        reconcile("licenses/current", handle.export_id, frame.height, expected, count, context.log.warning)
-        latest = frame.sort("last_updated").unique("app_entitlement_number", keep="last", maintain_order=True)
-        return run.output(latest, export_id=handle.export_id, duplicates_removed=frame.height - latest.height)
+        try:
+            reconcile("licenses/current", handle.export_id, records, expected, count, context.log.warning)
+            latest, removed = keep_latest(staged, "app_entitlement_number", "last_updated")
+        except BaseException:
+            staged.cleanup()
+            raise
+        return run.output(latest, export_id=handle.export_id, duplicates_removed=removed)
 
     return current_licenses

@@ -127,11 +127,26 @@ def stage_export(
     """The export as staged batches, each read, normalized and `transform`ed on its own, and the number
     of records the file held. A CSV is read `BATCH_ROWS` at a time (memory bounded by a batch whatever
     the file's size); a JSON array cannot be read in parts and is read whole, then staged."""
+    batches = (parse_dates(batch, report, date_columns) for batch in _export_batches(path, accept, report))
+    return _stage(batches, transform)
+
+
+def stage_csv(
+    path: Path, report: str, transform: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame
+) -> tuple[Batches, int]:
+    """A CSV report (not an export: types as polars infers them, no text-like identifiers, no JSON
+    lists) staged `BATCH_ROWS` at a time, each batch `transform`ed; and the number of records."""
+    return _stage(_csv_batches(path, report, export_conventions=False), transform)
+
+
+def _stage(
+    batches: Iterator[pl.DataFrame], transform: Callable[[pl.DataFrame], pl.DataFrame]
+) -> tuple[Batches, int]:
+    """Each batch `transform`ed and staged; the records counted before the transform."""
     writer = BatchWriter()
     records = 0
     try:
-        for batch in _export_batches(path, accept, report):
-            batch = parse_dates(batch, report, date_columns)
+        for batch in batches:
             records += batch.height
             writer.add(transform(batch))
     except BaseException:
@@ -145,20 +160,27 @@ def _export_batches(path: Path, accept: str, report: str) -> Iterator[pl.DataFra
         frame = read_json_export(path, report)
         yield from (frame.slice(o, BATCH_ROWS) for o in range(0, max(frame.height, 1), BATCH_ROWS))
         return
+    yield from _csv_batches(path, report, export_conventions=True)
+
+
+def _csv_batches(path: Path, report: str, *, export_conventions: bool) -> Iterator[pl.DataFrame]:
+    """The CSV's rows in batches, headers snake_cased. With `export_conventions`, as the async exports
+    write them: identifiers that look numeric stay text, and arrays written as JSON text become lists."""
     check_file_complete(path, "csv", report)
     try:
         header = pl.read_csv(path, n_rows=0).columns
     except pl.exceptions.NoDataError:
         yield pl.DataFrame()
         return
-    overrides = {c: pl.String for c in header if _TEXT_LIKE.search(_leaf(c))}
+    overrides = {c: pl.String for c in header if export_conventions and _TEXT_LIKE.search(_leaf(c))}
     scan = pl.scan_csv(path, schema_overrides=overrides, infer_schema_length=10_000)
     renames = {c: snake_case(c) for c in header}
     batches = _csv_errors_named(report, lambda: iter(scan.collect_batches(chunk_size=BATCH_ROWS)))
     empty = True
     while (batch := _csv_errors_named(report, lambda: next(batches, None))) is not None:
         empty = False
-        yield _decode_json_lists(batch.rename(renames))
+        batch = batch.rename(renames)
+        yield _decode_json_lists(batch) if export_conventions else batch
     if empty:
         yield pl.DataFrame(schema={renames[c]: pl.String for c in header})
 

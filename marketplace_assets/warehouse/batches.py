@@ -81,6 +81,40 @@ class BatchWriter:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def keep_latest(batches: Batches, key: str, order_by: str) -> tuple[Batches, int]:
+    """The batches with one row per `key`: the row with the greatest `order_by` (on a tie, the later
+    row), and how many rows were dropped. Only the key, the order and the row's position are held for
+    all rows at once (tens of bytes a row); the rows themselves are read and restaged batch by batch."""
+    positions = [
+        pl.scan_parquet(file).select(key, order_by).with_row_index("__row").with_columns(__batch=pl.lit(n))
+        for n, file in enumerate(batches.files)
+    ]
+    if not positions:
+        return batches, 0
+    winners = (
+        pl.concat(positions, how="vertical_relaxed")
+        .sort([order_by, "__batch", "__row"], nulls_last=False)
+        .unique(key, keep="last")
+        .select("__batch", "__row")
+        .collect()
+    )
+    if winners.height == batches.height:
+        return batches, 0
+    writer = BatchWriter()
+    try:
+        for n, batch in enumerate(batches):
+            rows = winners.filter(pl.col("__batch") == n)["__row"]
+            writer.add(
+                batch.with_row_index("__row").filter(pl.col("__row").is_in(rows.implode())).drop("__row")
+            )
+    except BaseException:
+        writer.discard()
+        raise
+    batches.cleanup()
+    kept = writer.finish()
+    return kept, batches.height - kept.height
+
+
 Rows = pl.DataFrame | Batches
 
 
