@@ -131,7 +131,8 @@ def compare(args: argparse.Namespace) -> None:
         settings = {"polls_to_complete": 1, "keep_files": True}
         httpx.post(f"{base_url}/_sandbox/exports", json=settings).raise_for_status()
         window = Window(date.fromisoformat(args.start), date.fromisoformat(args.end))
-        with MarketplaceClient(base_url, EMAIL, TOKEN) as client:
+        # The sandbox's first answers compute a year of volumes and the whole file: minutes at volume 250.
+        with MarketplaceClient(base_url, EMAIL, TOKEN, read_timeout=3600) as client:
             counted = time.perf_counter()
             expected = count_export_records(client, DEV, ExportKind.TRANSACTIONS, window.params())
             count_seconds = time.perf_counter() - counted

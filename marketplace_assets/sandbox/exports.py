@@ -273,11 +273,17 @@ def export_body(world: World, job: ExportJob, generate: Callable[[], Iterable[by
     key = (job.kind, tuple(sorted(job.query)), job.accept, job.as_of, job.attribution_shape)
     with world.lock:
         spool = state.kept.get(key)
-    if spool is None:
-        spool = Spool.of(b"", generate())
+    if spool is not None:
+        return spool.pieces([(0, spool.size)])
+
+    def keep(spooled: Spool) -> None:
         with world.lock:
-            spool = state.kept.setdefault(key, spool)
-    return spool.pieces([(0, spool.size)])
+            if state.kept.setdefault(key, spooled) is not spooled:
+                spooled.close()  # another download of the same file finished first
+
+    # Sent as it is generated (a large file would otherwise keep the client waiting for its first
+    # byte), kept once it has all been sent.
+    return Spool.tee(generate(), keep)
 
 
 def export_jobs(target: Any) -> list[dict[str, Any]]:

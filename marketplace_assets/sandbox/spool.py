@@ -45,17 +45,22 @@ class Spool:
             if digest is not None:
                 digest.update(body)
             return cls(body)
+        spooled: list[Spool] = []
+        for chunk in cls.tee(stream, spooled.append):
+            if digest is not None:
+                digest.update(chunk)
+        return spooled[0]
+
+    @classmethod
+    def tee(cls, stream: Iterable[bytes], done: Callable[[Spool], None]) -> Iterator[bytes]:
+        """`stream`'s chunks, passed on as they come while written to disk; once the stream is
+        exhausted, `done` gets the Spool of all of it. Abandoned part-way, nothing is kept."""
         file = tempfile.TemporaryFile()  # noqa: SIM115 - the spool owns it until `close`
         try:
             for chunk in stream:
                 file.write(chunk)
-                if digest is not None:
-                    digest.update(chunk)
+                yield chunk
             file.flush()
-            if file.tell() == 0:
-                file.close()
-                return cls(b"")
-            return cls(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ), file)
         except BaseException:
             file.close()
             raise
@@ -63,6 +68,11 @@ class Spool:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+        if file.tell() == 0:
+            file.close()
+            done(cls(b""))
+        else:
+            done(cls(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ), file))
 
     def close(self) -> None:
         if isinstance(self.data, mmap.mmap):
