@@ -147,12 +147,16 @@ def unique_keys(frame: Frame, keys: Sequence[str], *, errors: bool = True) -> dg
 
 def repeated_keys(lazy: pl.LazyFrame, columns: list[str]) -> pl.DataFrame:
     """The key values of every row whose key another row shares. Keys are compared by hash first, so
-    only 8 bytes a row are held whatever the row count, then exactly on the few candidates."""
-    hashed = lazy.select(pl.struct(columns).hash().alias(_HASH))
-    candidates = hashed.group_by(_HASH).len().filter(pl.col("len") > 1).collect(engine="streaming")
-    if not candidates.height:
+    only 8 bytes a row are held whatever the row count, then exactly on the few candidates. The hashes
+    are sorted in place and compared with their neighbours: a hash table of them (group_by) measured
+    +570 MB for ten million rows, the sort +210 MB."""
+    hashes = lazy.select(pl.struct(columns).hash().alias(_HASH)).collect(engine="streaming")[_HASH]
+    hashes.sort(in_place=True)
+    candidates = hashes.filter(hashes == hashes.shift(1)).unique()
+    del hashes
+    if not candidates.len():
         return pl.DataFrame(schema={c: pl.String for c in columns})
-    rows = lazy.filter(pl.struct(columns).hash().is_in(candidates[_HASH].implode())).select(columns)
+    rows = lazy.filter(pl.struct(columns).hash().is_in(candidates.implode())).select(columns)
     found = rows.collect(engine="streaming")
     return found.filter(pl.struct(columns).is_duplicated())
 
