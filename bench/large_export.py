@@ -1,16 +1,17 @@
 """A year of transactions through the async export: download, parse and store, with peak memory.
 
 The sandbox runs as its own process (`python -m marketplace_assets.sandbox`; volume 25 is about a
-million line items a year, volume 250 about ten million). It generates the export file once, before
-any run, and serves every run's export from disk (`keep_files`), so the runs measure the pipeline and
-not the generator. Each warehouse is loaded by a fresh process of its own whose peak RSS is the run's
+million line items a year and volume 78 about ten million: the apps and their daily volumes both grow
+with it, so the line items grow about as its square). It generates the export file once, before any
+run, and serves every run's export from disk (`keep_files`), so the runs measure the pipeline and not
+the generator. Each warehouse is loaded by a fresh process of its own whose peak RSS is the run's
 alone: it starts the export, polls it, streams the CSV to disk, stages it in parquet batches and writes
 them to the warehouse in one transaction, as a UI backfill of a year does. For scale, the same rows as
 Python objects (the csv module's dicts) are measured on a sample and extrapolated.
 
     uv run python bench/large_export.py                               # ~1M rows into DuckDB
     uv run python bench/large_export.py --warehouse duckdb postgres   # the same file into both
-    uv run python bench/large_export.py --volume 250 --warehouse duckdb postgres   # ~10M rows
+    uv run python bench/large_export.py --volume 78 --warehouse duckdb postgres    # ~10M rows
     uv run python bench/large_export.py --volume 5                    # a quick run
     uv run python bench/large_export.py --pii hash                    # contact fields hashed
 
@@ -131,7 +132,7 @@ def compare(args: argparse.Namespace) -> None:
         settings = {"polls_to_complete": 1, "keep_files": True}
         httpx.post(f"{base_url}/_sandbox/exports", json=settings).raise_for_status()
         window = Window(date.fromisoformat(args.start), date.fromisoformat(args.end))
-        # The sandbox's first answers compute a year of volumes and the whole file: minutes at volume 250.
+        # The sandbox's first answers compute a year of volumes and the whole file: minutes at volume 78.
         with MarketplaceClient(base_url, EMAIL, TOKEN, read_timeout=3600) as client:
             counted = time.perf_counter()
             expected = count_export_records(client, DEV, ExportKind.TRANSACTIONS, window.params())
