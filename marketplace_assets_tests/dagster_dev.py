@@ -299,3 +299,21 @@ def dagster_dev(
         yield dev
     finally:
         dev.stop()
+
+
+def live_settings(
+    sandbox_url: str, warehouse: str | Path, credentials: tuple[str, str, str], **more: str
+) -> dict[str, str]:
+    """The MARKETPLACE_* settings of live mode against a sandbox served over HTTP: `credentials` is
+    (developer id, email, API token); `more` adds or overrides settings (MARKETPLACE_ prefix included)."""
+    developer, email, token = credentials
+    return {
+        "MARKETPLACE_SANDBOX": "0",
+        "MARKETPLACE_BASE_URL": sandbox_url,
+        "MARKETPLACE_DEVELOPER_ID": developer,
+        "MARKETPLACE_EMAIL": email,
+        "MARKETPLACE_API_TOKEN": token,
+        "MARKETPLACE_WAREHOUSE": str(warehouse),
+        "MARKETPLACE_START_DATE": "2025-01-01",
+        **more,
+    }

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
+from marketplace_assets_tests.dagster_dev import live_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -59,13 +60,7 @@ def test_echoed_credentials_reach_no_log_event_or_table(tmp_path: Path) -> None:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("MARKETPLACE_")},
             "DAGSTER_HOME": str(home),
-            "MARKETPLACE_SANDBOX": "0",
-            "MARKETPLACE_BASE_URL": url,
-            "MARKETPLACE_DEVELOPER_ID": DEV,
-            "MARKETPLACE_EMAIL": EMAIL,
-            "MARKETPLACE_API_TOKEN": TOKEN,
-            "MARKETPLACE_WAREHOUSE": str(warehouse),
-            "MARKETPLACE_START_DATE": "2025-01-01",
+            **live_settings(url, warehouse, (DEV, EMAIL, TOKEN)),
         }
         ok = materialize(env, "2025-01-02")
         assert ok.returncode == 0, ok.stderr[-3000:]

@@ -16,7 +16,7 @@ from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
-from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev
+from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev, live_settings
 from marketplace_assets_tests.test_definitions import EXPECTED
 
 pytestmark = pytest.mark.e2e
@@ -44,15 +44,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dev(sandbox_url: str, warehouse: Path, tmp_path_factory: pytest.TempPathFactory):
-    env = {
-        "MARKETPLACE_SANDBOX": "0",
-        "MARKETPLACE_BASE_URL": sandbox_url,
-        "MARKETPLACE_DEVELOPER_ID": DEV,
-        "MARKETPLACE_EMAIL": EMAIL,
-        "MARKETPLACE_API_TOKEN": TOKEN,
-        "MARKETPLACE_WAREHOUSE": str(warehouse),
-        "MARKETPLACE_START_DATE": "2025-01-01",
-    }
+    env = live_settings(sandbox_url, warehouse, (DEV, EMAIL, TOKEN))
     with dagster_dev(tmp_path_factory.mktemp("dagster_home"), env) as running:
         yield running
 

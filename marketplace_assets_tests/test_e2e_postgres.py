@@ -32,7 +32,7 @@ from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
-from marketplace_assets_tests.dagster_dev import LOCATION, DagsterDev, dagster_dev
+from marketplace_assets_tests.dagster_dev import LOCATION, DagsterDev, dagster_dev, live_settings
 from marketplace_assets_tests.postgres_server import SERVER_USER, PostgresServer
 
 pytestmark = pytest.mark.e2e
@@ -119,18 +119,14 @@ def warehouse(postgres_server: PostgresServer) -> Warehouse:
 def dev(
     sandbox_url: str, warehouse: Warehouse, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DagsterDev]:
-    env = {
-        "MARKETPLACE_SANDBOX": "0",
-        "MARKETPLACE_BASE_URL": sandbox_url,
-        "MARKETPLACE_DEVELOPER_ID": DEV,
-        "MARKETPLACE_EMAIL": EMAIL,
-        "MARKETPLACE_API_TOKEN": TOKEN,
-        "MARKETPLACE_WAREHOUSE": warehouse.url,
-        PASSWORD_ENV: warehouse.server.password,
-        "MARKETPLACE_START_DATE": "2025-01-01",
-        "MARKETPLACE_AUTOMATION": "stopped",  # only the apps sensor runs: it always does
-        "MARKETPLACE_PII": "keep",
-    }
+    env = live_settings(
+        sandbox_url,
+        warehouse.url,
+        (DEV, EMAIL, TOKEN),
+        **{PASSWORD_ENV: warehouse.server.password},
+        MARKETPLACE_AUTOMATION="stopped",  # only the apps sensor runs: it always does
+        MARKETPLACE_PII="keep",
+    )
     with dagster_dev(tmp_path_factory.mktemp("dagster_home_pg"), env) as running:
         yield running
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from marketplace_assets.sandbox import Sandbox, serve
-from marketplace_assets_tests.dagster_dev import DagsterDev, dagster_dev, instance_settings
+from marketplace_assets_tests.dagster_dev import DagsterDev, dagster_dev, instance_settings, live_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -47,15 +47,8 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def dev(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
-    env = {
-        "MARKETPLACE_SANDBOX": "0",
-        "MARKETPLACE_BASE_URL": sandbox_url,
-        "MARKETPLACE_DEVELOPER_ID": DEV,
-        "MARKETPLACE_EMAIL": EMAIL,
-        "MARKETPLACE_API_TOKEN": TOKEN,
-        "MARKETPLACE_WAREHOUSE": str(tmp_path_factory.mktemp("warehouse") / "marketplace.duckdb"),
-        "MARKETPLACE_START_DATE": "2025-01-01",
-    }
+    warehouse = tmp_path_factory.mktemp("warehouse") / "marketplace.duckdb"
+    env = live_settings(sandbox_url, warehouse, (DEV, EMAIL, TOKEN))
     with dagster_dev(tmp_path_factory.mktemp("dagster_home"), env) as running:
         yield running
 
