@@ -34,8 +34,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+def _in_xdist_worker() -> bool:
+    # With pytest-xdist the controller sees every worker's reports and finishes last: it alone counts.
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "postgres" not in report.keywords:
+    if _in_xdist_worker() or "postgres" not in report.keywords:
         return
     if report.skipped:
         _postgres_outcomes["skipped"] += 1
@@ -44,6 +49,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _in_xdist_worker():
+        return
     target = os.environ.get(POSTGRES_COUNT_FILE_ENV)
     if target:
         Path(target).write_text(f"ran={_postgres_outcomes['ran']} skipped={_postgres_outcomes['skipped']}\n")
