@@ -8,15 +8,20 @@ attached with `context.add_asset_metadata(..., partition_key=...)`), which the U
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import duckdb
 import polars as pl
+import pyarrow as pa
 
 from marketplace_assets.partitions import cadence_of
+from marketplace_assets.reports.invariants import DistinctCount, Figure
 from marketplace_assets.reports.report import Cadence
+from marketplace_assets.warehouse.batches import BATCH_ROWS
 from marketplace_assets.warehouse.io_manager import partition_cells
 from marketplace_assets.warehouse.scope import PartitionScope
 
@@ -25,6 +30,8 @@ __all__ = ["cadence_of", "figures_by_partition", "freshness_policy_for", "previe
 ROW_COUNT = "dagster/row_count"
 _PARTITION = "__partition_key"
 PREVIEW_ROWS = 5
+# DuckDB's memory while counting distinct values; past it, it spills to a temporary directory.
+_DISTINCT_MEMORY = "128MB"
 
 # Freshness by cadence: the schedules refresh each cadence once per period (see schedules.py). Warn when
 # a refresh is a little late, fail when one was missed entirely. Times are since the last materialization.
@@ -46,14 +53,15 @@ def figures_by_partition(
     partitions_def: dg.PartitionsDefinition,
     partition_keys: list[str],
     partition_expr: str | Mapping[str, str],
-    figures: Mapping[str, pl.Expr],
+    figures: Mapping[str, Figure],
     asset: str = "asset",
 ) -> dict[str, dict[str, Any]]:
     """partition key -> {dagster/row_count, figure: value}, for every key of the run (empty ones too).
 
     Works on a frame or lazily on staged batches: rows are matched to partitions through the distinct
     values of the partition columns (the warehouse's own matching), then aggregated in one streaming
-    group-by, so only the figures' columns are read and memory does not grow with the rows."""
+    group-by, so only the figures' columns are read and memory does not grow with the rows. Distinct
+    counts stream the same rows through DuckDB, which counts them within a fixed memory limit."""
     lazy = frame.lazy()
     schema = lazy.collect_schema()
     columns, cells = partition_cells(asset, partitions_def, partition_expr, partition_keys)
@@ -66,17 +74,47 @@ def figures_by_partition(
     index = PartitionScope(tuple(columns), tuple(cells)).cell_index(values)
     keys = pl.Series(_PARTITION, [None if i is None else partition_keys[i] for i in index], dtype=pl.String)
     mapping = values.with_columns(keys).drop_nulls(_PARTITION)
-    present = {n: e for n, e in figures.items() if set(e.meta.root_names()) <= set(schema)}
+    matched = lazy.join(mapping.lazy(), on=columns, how="inner")
+    expressions = {n: f for n, f in figures.items() if isinstance(f, pl.Expr)}
+    present = {n: e for n, e in expressions.items() if set(e.meta.root_names()) <= set(schema)}
     aggregates = [pl.len().alias(ROW_COUNT), *(e.alias(n) for n, e in present.items())]
-    grouped = (
-        lazy.join(mapping.lazy(), on=columns, how="inner")
-        .group_by(_PARTITION)
-        .agg(aggregates)
-        .collect(engine="streaming")
-    )
+    grouped = matched.group_by(_PARTITION).agg(aggregates).collect(engine="streaming")
     for row in grouped.iter_rows(named=True):
         result[row.pop(_PARTITION)] = {ROW_COUNT: row.pop(ROW_COUNT), **_numbers(row)}
+    distinct = {n: f for n, f in figures.items() if isinstance(f, DistinctCount) and f.column in schema}
+    for row in _distinct_counts(matched, distinct).iter_rows(named=True):
+        result[row.pop(_PARTITION)].update(_numbers(row))
     return result
+
+
+def _distinct_counts(matched: pl.LazyFrame, figures: Mapping[str, DistinctCount]) -> pl.DataFrame:
+    """Per partition, the number of distinct non-null values of each figure's column: the rows stream
+    batch by batch into DuckDB as Arrow, so memory stays within DuckDB's limit whatever the rows."""
+    if not figures:
+        return pl.DataFrame()
+    columns = list(dict.fromkeys(f.column for f in figures.values()))
+    batches = matched.select(_PARTITION, *columns).collect_batches(chunk_size=BATCH_ROWS)
+    arrow = (batch.to_arrow() for batch in batches)
+    first = next(arrow, None)
+    if first is None:
+        return pl.DataFrame()
+    reader = pa.RecordBatchReader.from_batches(first.schema, _record_batches(first, arrow))
+    counts = ", ".join(f"count(DISTINCT {_quoted(f.column)}) AS {_quoted(n)}" for n, f in figures.items())
+    with tempfile.TemporaryDirectory(prefix="marketplace-distinct-") as spill, duckdb.connect() as con:
+        con.execute(f"SET memory_limit = '{_DISTINCT_MEMORY}'")
+        con.execute(f"SET temp_directory = '{spill}'")
+        con.register("matched_rows", reader)
+        return con.sql(f"SELECT {_quoted(_PARTITION)}, {counts} FROM matched_rows GROUP BY 1").pl()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _record_batches(first: pa.Table, rest: Iterator[pa.Table]) -> Iterator[pa.RecordBatch]:
+    yield from first.to_batches()
+    for table in rest:
+        yield from table.cast(first.schema).to_batches()
 
 
 def preview_markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:

@@ -18,9 +18,11 @@ from marketplace_assets.assets.common import API_POOL
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.monitoring import cadence_of, figures_by_partition, preview_markdown
+from marketplace_assets.reports.invariants import DistinctCount
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.faults import FaultRule
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings
+from marketplace_assets.warehouse.batches import BatchWriter
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT
 from marketplace_assets_tests.resources import asset_resources
 
@@ -65,6 +67,14 @@ def test_single_run_backfill_records_each_partitions_own_figures(tmp_path: Path)
         )
         preview = by_day[day]["preview"].value
         assert preview.startswith("|") and "transaction_id" in preview
+        # The distinct transactions of the day (DuckDB's count) equal the table's.
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            distinct = con.execute(
+                "SELECT count(DISTINCT transaction_id) FROM sales.transactions "
+                "WHERE purchase_details_sale_date = ?::DATE",
+                [day],
+            ).fetchone()
+        assert distinct and by_day[day]["transactions"].value == distinct[0] > 0
         # The run's own figures stay as they were: the same on every partition.
         assert by_day[day]["api_requests"].value == by_day[DAYS[0]]["api_requests"].value
 
@@ -79,6 +89,26 @@ def test_figures_split_by_partition_include_empty_partitions() -> None:
         "2025-02-04": {"dagster/row_count": 0},
         "2025-02-05": {"dagster/row_count": 1, "x_sum": 4.0},
     }
+
+
+def test_distinct_counts_per_partition_skip_nulls_and_work_on_staged_batches() -> None:
+    first = pl.DataFrame({"date": [date(2025, 2, 3)] * 3, "id": ["a", "b", None]})
+    second = pl.DataFrame({"date": [date(2025, 2, 3), date(2025, 2, 5)], "id": ["a", "c"]})
+    writer = BatchWriter()
+    for batch in (first, second):
+        writer.add(batch)
+    staged = writer.finish()
+    try:
+        figures = figures_by_partition(staged.lazy(), DAILY, DAYS, "date", {"ids": DistinctCount("id")})
+    finally:
+        staged.cleanup()
+    assert figures == {
+        "2025-02-03": {"dagster/row_count": 4, "ids": 2},
+        "2025-02-04": {"dagster/row_count": 0},
+        "2025-02-05": {"dagster/row_count": 1, "ids": 1},
+    }
+    no_such_column = figures_by_partition(first, DAILY, DAYS, "date", {"ids": DistinctCount("other")})
+    assert no_such_column["2025-02-03"] == {"dagster/row_count": 3}
 
 
 def test_preview_is_a_markdown_table_of_the_first_rows() -> None:

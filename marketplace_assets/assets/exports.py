@@ -29,7 +29,7 @@ from marketplace_assets.partitions import window_of
 from marketplace_assets.reports.completeness import collapse_staged_duplicates, reconcile
 from marketplace_assets.reports.export_files import stage_export
 from marketplace_assets.reports.fetch import Window
-from marketplace_assets.reports.invariants import Invariants
+from marketplace_assets.reports.invariants import DistinctCount, Invariants
 from marketplace_assets.reports.normalize import parse_dates
 from marketplace_assets.warehouse.batches import keep_latest
 
@@ -144,7 +144,7 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
             figures={
                 "vendor_amount": pl.col("purchase_details_vendor_amount").sum(),
                 "purchase_price": pl.col("purchase_details_purchase_price").sum(),
-                "transactions": pl.col("transaction_id").n_unique(),
+                "transactions": DistinctCount("transaction_id"),
             },
         ),
     ),
@@ -167,7 +167,7 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
             unique_keys=("app_entitlement_number", "last_updated"),
             identity=("app_entitlement_number", "last_updated"),
             duplicates_are_errors=False,
-            figures={"licenses": pl.col("app_entitlement_number").n_unique()},
+            figures={"licenses": DistinctCount("app_entitlement_number")},
         ),
     ),
     ExportReport(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from marketplace_assets.reports.invariants import Invariants, time_series
+from marketplace_assets.reports.invariants import DistinctCount, Invariants, time_series
 from marketplace_assets.reports.report import Cadence, Family, Report
 
 REPORTING = "reporting/developer-space/{developerId}"
@@ -100,7 +100,7 @@ def _sale_events(metric: str) -> Report:
             unique_keys=("app_entitlement_number", "event_date", "transaction_id"),
             identity=("app_entitlement_number", "event_date"),
             non_negative=("months_valid",),
-            figures={"events": pl.len(), "licenses": pl.col("app_entitlement_number").n_unique()},
+            figures={"events": pl.len(), "licenses": DistinctCount("app_entitlement_number")},
         ),
     )
 
@@ -178,7 +178,7 @@ REPORTS: tuple[Report, ...] = (
         invariants=Invariants(
             unique_keys=("app_entitlement_number", "date"),
             identity=("app_entitlement_number", "date"),
-            figures={"licenses": pl.col("app_entitlement_number").n_unique()},
+            figures={"licenses": DistinctCount("app_entitlement_number")},
         ),
     ),
     # -- feedback --------------------------------------------------------------------------------------
