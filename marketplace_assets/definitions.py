@@ -83,7 +83,7 @@ def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
         build_product_catalog_asset(start_date=start.isoformat(), sandbox=sandbox),
         *(
             build_partner_metric_asset(q, start_date=start.isoformat(), sandbox=sandbox)
-            for q in load_queries()
+            for q in load_queries(settings.partner_metrics)
         ),
         *(build_export_asset(r, _daily(settings), sandbox=sandbox) for r in EXPORT_REPORTS),
         build_current_licenses_asset(sandbox=sandbox),

@@ -33,6 +33,7 @@ from marketplace_assets.api.exports import (
 )
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import ExportReport
+from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.reports.fetch import Window
 
 
@@ -62,8 +63,7 @@ def _run_request(
         run_key=f"{report.label}:{job['handle']['export_id']}{key_suffix}",
         asset_selection=[dg.AssetKey(report.key)],
         tags={
-            "dagster/asset_partition_range_start": job["start"],
-            "dagster/asset_partition_range_end": job["end"],
+            **range_tags(job["start"], job["end"]),
         },
         run_config={"ops": {op_name: {"config": config}}},
     )

@@ -1,6 +1,6 @@
 """Schedules: every report refreshed on its cadence once its data is available, with a lookback window.
 
-The availability rule (API_FACTS, Freshness: reports lag real time by up to 24 h): a partition is
+The availability rule (docs/api-notes.md, "Freshness": reports lag real time by up to 24 h): a partition is
 *available* at a tick when its end plus 24 h is at or before the tick time. Each tick materializes the
 newest available partition plus a lookback of the partitions before it (late corrections), clipped to
 the first partition (MARKETPLACE_START_DATE), as ONE run per asset group and partitions definition over
@@ -42,9 +42,9 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from marketplace_assets.assets.exports import EXPORT_REPORTS
+from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.partitions import cadence_of, time_dimension
 from marketplace_assets.reports.report import Cadence
 from marketplace_assets.settings import MarketplaceSettings
@@ -165,7 +165,7 @@ def _first_available_at(partitions_def: dg.TimeWindowPartitionsDefinition) -> tu
 
 
 def _range_tags(start: str, end: str) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
+    return range_tags(start, end)
 
 
 def _tick_time(context: dg.ScheduleEvaluationContext) -> datetime:

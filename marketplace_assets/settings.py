@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from dagster._utils.schedules import is_valid_cron_string
 from pydantic import Field, SecretStr, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from marketplace_assets.api.client import DEFAULT_BASE_URL
+from marketplace_assets.dagster_conventions import is_valid_cron
 
 try:
     import pwd  # names the user in permission errors; POSIX only
@@ -87,8 +87,10 @@ class MarketplaceSettings(BaseSettings):
     # HTTP timeouts of every API call, in seconds.
     read_timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     connect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # A YAML file of partner-metric queries (reports/partner_metrics.py); unset: the default queries.
+    partner_metrics: Path | None = None
 
-    @field_validator("developer_id", "email", "warehouse", mode="before")
+    @field_validator("developer_id", "email", "warehouse", "partner_metrics", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -106,7 +108,7 @@ class MarketplaceSettings(BaseSettings):
         if not value.strip():
             return None
         # Dagster's own check: five fields, no seconds, no impossible dates (what a schedule accepts).
-        if not is_valid_cron_string(value.strip()):
+        if not is_valid_cron(value.strip()):
             raise ValueError("not a 5-field cron expression such as '0 3 * * *'")
         return value.strip()
 

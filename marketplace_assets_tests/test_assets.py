@@ -13,6 +13,7 @@ import pytest
 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.reports import build_report_assets
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.reports.catalog import REPORTS, REPORTS_BY_KEY
 from marketplace_assets.sandbox import Sandbox
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID
@@ -20,7 +21,6 @@ from marketplace_assets_tests.resources import asset_resources
 
 START = "2025-01-01"
 FEB_WEEKS = ["2025-02-02", "2025-02-09", "2025-02-16", "2025-02-23"]
-SANDBOX = MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True)
 ASSETS = {a.key: a for a in build_report_assets(REPORTS, start_date=date.fromisoformat(START), sandbox=True)}
 
 
@@ -35,8 +35,8 @@ def materialize(
     tags = {}
     if range_:
         tags = {
-            "dagster/asset_partition_range_start": range_[0],
-            "dagster/asset_partition_range_end": range_[1],
+            RANGE_START_TAG: range_[0],
+            RANGE_END_TAG: range_[1],
         }
     result = dg.materialize(
         [ASSETS[dg.AssetKey(key.split("/"))]],

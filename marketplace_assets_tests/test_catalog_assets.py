@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.settings import MarketplaceSettings
@@ -75,7 +76,7 @@ def test_each_asset_materializes_a_range_and_a_partition(cron: str, base_url: st
     ranged = dg.materialize(
         assets,
         resources=resources(base_url, warehouse),
-        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        tags={RANGE_START_TAG: start, RANGE_END_TAG: end},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert ranged.success

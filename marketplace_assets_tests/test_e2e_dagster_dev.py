@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from marketplace_assets.api.client import MarketplaceClient
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
@@ -64,7 +65,7 @@ def test_month_backfill_is_one_run_with_one_request(
     assert status in ("COMPLETED", "COMPLETED_SUCCESS"), errors or dev.log_tail()
     assert [r["status"] for r in runs] == ["SUCCESS"]
     tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
-    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+    assert (tags[RANGE_START_TAG], tags[RANGE_END_TAG]) == (
         FEB_WEEKS[0],
         FEB_WEEKS[-1],
     )
@@ -131,13 +132,11 @@ def test_switching_the_export_sensors_on_fills_the_tables(
             dev.run_errors(r["runId"]) for r in found
         ] or dev.log_tail()
         tags = {t["key"]: t["value"] for t in found[0]["tags"]}
-        assert tags["dagster/asset_partition_range_end"] == yesterday.isoformat()
+        assert tags[RANGE_END_TAG] == yesterday.isoformat()
         with duckdb.connect(str(warehouse), read_only=True) as con:
             dates = con.sql(f"SELECT DISTINCT {column} FROM {table}").pl().to_series()
         assert dates.len() > 0, table
-        assert dates.max() <= yesterday and dates.min() >= date.fromisoformat(
-            tags["dagster/asset_partition_range_start"]
-        )
+        assert dates.max() <= yesterday and dates.min() >= date.fromisoformat(tags[RANGE_START_TAG])
 
 
 def test_a_quarter_of_transactions_from_the_ui_is_one_run_with_one_export(

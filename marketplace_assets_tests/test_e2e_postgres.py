@@ -29,6 +29,7 @@ import pytest
 from psycopg import sql
 
 from marketplace_assets.api.client import MarketplaceClient
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
@@ -44,7 +45,7 @@ WEEKLY_PATH = f"/rest/3/reporting/developer-space/{DEV}/sales/transactions/hosti
 FEB_WEEKS = ["2025-02-02", "2025-02-09", "2025-02-16", "2025-02-23"]
 RERUN_WEEKS = FEB_WEEKS[2:]
 EXPORT_DAYS = [(date(2025, 1, 1) + timedelta(days=i)).isoformat() for i in range(14)]
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+RANGE_START, RANGE_END = RANGE_START_TAG, RANGE_END_TAG
 SUCCEEDED = ("COMPLETED", "COMPLETED_SUCCESS")
 SENSOR_WAIT_SECONDS = 150  # the apps sensor ticks every 60 s; the first tick may precede the listings
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets_tests.dagster_dev import dagster_dev
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +23,7 @@ TABLES = {
     "sales/renewal_events": "event_date",
     "sales/free_starter_tier": "date",
 }
-START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+START, END = RANGE_START_TAG, RANGE_END_TAG
 LOOKBACK_DAYS = 3  # the default
 
 

@@ -17,6 +17,7 @@ from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.exports import Lifecycle
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_current_licenses_asset, build_export_asset
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.export_sensors import ExportSensorSettings, build_export_sensor
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
@@ -65,7 +66,7 @@ def table(warehouse: Path, name: str) -> pl.DataFrame:
 
 
 def range_tags(start: str, end: str) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    return {RANGE_START_TAG: start, RANGE_END_TAG: end}
 
 
 def export_starts(sandbox: Sandbox) -> int:
@@ -149,8 +150,8 @@ def test_sensor_starts_polls_and_requests_exactly_one_run(
     assert export_starts(sandbox) == 1
     [request] = requests
     yesterday = date.today() - timedelta(days=1)
-    assert request.tags["dagster/asset_partition_range_end"] == yesterday.isoformat()
-    assert request.tags["dagster/asset_partition_range_start"] == (yesterday - timedelta(days=2)).isoformat()
+    assert request.tags[RANGE_END_TAG] == yesterday.isoformat()
+    assert request.tags[RANGE_START_TAG] == (yesterday - timedelta(days=2)).isoformat()
     config = request.run_config["ops"]["sales__transactions"]["config"]
     assert request.run_key.endswith(config["export_id"])
     # The list's count for the export's filters, taken before the export started, travels with the run.
@@ -158,7 +159,7 @@ def test_sensor_starts_polls_and_requests_exactly_one_run(
         listed = client.count(
             f"reporting/developer-space/{DEV}/sales/transactions",
             {
-                "startDate": request.tags["dagster/asset_partition_range_start"],
+                "startDate": request.tags[RANGE_START_TAG],
                 "endDate": yesterday.isoformat(),
             },
         )

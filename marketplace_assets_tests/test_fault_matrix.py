@@ -22,6 +22,7 @@ import polars as pl
 import pytest
 
 from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
@@ -178,7 +179,7 @@ def load(case: Case, base_url: str, warehouse: Path) -> dg.ExecuteInProcessResul
     resource = MarketplaceResource(
         developer_id=DEV, email=EMAIL, api_token=TOKEN, base_url=base_url, **settings
     )
-    tags = {"dagster/asset_partition_range_start": case.start, "dagster/asset_partition_range_end": case.end}
+    tags = {RANGE_START_TAG: case.start, RANGE_END_TAG: case.end}
     kw: dict[str, Any] = {"partition_key": case.start} if case.start == case.end else {"tags": tags}
     return dg.materialize(
         [ASSETS[case.asset]],

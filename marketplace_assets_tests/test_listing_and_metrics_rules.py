@@ -8,6 +8,7 @@ import pytest
 
 from marketplace_assets.listing_update import ListingChangeError, build_update
 from marketplace_assets.reports.partner_metrics import DEFAULT_QUERIES, MetricQuery, load_queries
+from marketplace_assets.settings import MarketplaceSettings
 from marketplace_assets_tests.test_parsers import sample
 
 LISTING = sample("listings_developer_space")["items"][0]
@@ -106,16 +107,20 @@ def test_filter_is_sent_under_both_documented_keys() -> None:
     assert body["attributesFilter"] == body["attributeFilter"] == expr
 
 
-def test_queries_from_yaml(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queries_from_yaml(tmp_path, clean_env: pytest.MonkeyPatch) -> None:
+    monkeypatch = clean_env
     path = tmp_path / "metrics.yaml"
     path.write_text(
         "- name: downloads\n  granularity: DAY\n  summary: Downloads.\n  metric_fields: [DOWNLOAD_COUNT]\n"
     )
     monkeypatch.setenv("MARKETPLACE_PARTNER_METRICS", str(path))
-    [only] = load_queries()
+    configured = MarketplaceSettings().partner_metrics  # the setting, as definitions.py reads it
+    assert configured == path
+    [only] = load_queries(configured)
     assert only.name == "downloads" and only.metric_set_names == {"DOWNLOADS"}
     path.write_text("- name: bad\n  granularity: DAY\n  summary: x\n  metric_fields: [NOPE]\n")
     with pytest.raises(ValueError, match=r"(?s)MARKETPLACE_PARTNER_METRICS=.*unknown metric field"):
-        load_queries()
+        load_queries(configured)
     monkeypatch.delenv("MARKETPLACE_PARTNER_METRICS")
-    assert load_queries() == DEFAULT_QUERIES
+    assert MarketplaceSettings().partner_metrics is None
+    assert load_queries(None) == DEFAULT_QUERIES

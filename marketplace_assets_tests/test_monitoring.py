@@ -16,6 +16,7 @@ from dagster._core.instance import InstanceRef
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import API_POOL
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.monitoring import cadence_of, figures_by_partition, preview_markdown
 from marketplace_assets.reports.invariants import DistinctCount
@@ -28,7 +29,7 @@ from marketplace_assets_tests.resources import asset_resources
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 DAYS = ["2025-02-03", "2025-02-04", "2025-02-05"]
-RANGE_TAGS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
+RANGE_TAGS = {RANGE_START_TAG: DAYS[0], RANGE_END_TAG: DAYS[-1]}
 SANDBOX = MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True, export_poll_interval=0.2)
 
 
@@ -150,8 +151,8 @@ def test_a_failed_run_names_the_report_the_partitions_and_the_api_message(tmp_pa
             [evaluations],
             resources=asset_resources(marketplace, tmp_path / "w.duckdb"),
             tags={
-                "dagster/asset_partition_range_start": "2025-02-02",
-                "dagster/asset_partition_range_end": "2025-02-16",
+                RANGE_START_TAG: "2025-02-02",
+                RANGE_END_TAG: "2025-02-16",
             },
             raise_on_error=False,
         )

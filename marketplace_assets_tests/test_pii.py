@@ -11,6 +11,7 @@ import pytest
 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets, pii_policy
 from marketplace_assets.pii import PiiPolicy, contact_columns, hash_value
 from marketplace_assets.settings import (
@@ -25,8 +26,8 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 SALT = "test-salt-0123456789"
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 RANGE = {
-    "dagster/asset_partition_range_start": "2025-02-03",
-    "dagster/asset_partition_range_end": "2025-02-06",
+    RANGE_START_TAG: "2025-02-03",
+    RANGE_END_TAG: "2025-02-06",
 }
 SANDBOX = MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True, export_poll_interval=0.2)
 SETTINGS = MarketplaceSettings(sandbox=True, start_date="2024-01-01", warehouse="unused")

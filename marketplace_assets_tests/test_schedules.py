@@ -13,12 +13,13 @@ from datetime import UTC, date, datetime
 import dagster as dg
 import pytest
 
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets, build_definitions
 from marketplace_assets.sandbox import Sandbox
 from marketplace_assets.schedules import build_schedules
 from marketplace_assets.settings import ConfigurationError, MarketplaceSettings, load_settings
 
-START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+START, END = RANGE_START_TAG, RANGE_END_TAG
 EXCLUDED = {"sales/transactions", "licenses/licenses", "marketing/attribution", "licenses/current"}
 
 

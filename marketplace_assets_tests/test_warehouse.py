@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.warehouse import (
     DuckDBWarehouse,
     PartitionScope,
@@ -377,8 +378,8 @@ def test_weekly_single_run_backfill_range_then_one_week(tmp_path: Path) -> None:
         [weekly],
         resources=io(tmp_path),
         tags={
-            "dagster/asset_partition_range_start": "2024-01-07",
-            "dagster/asset_partition_range_end": "2024-01-21",
+            RANGE_START_TAG: "2024-01-07",
+            RANGE_END_TAG: "2024-01-21",
         },
     )
     assert materialization(result, ["evaluations", "weekly"])["dagster/row_count"].value == 21

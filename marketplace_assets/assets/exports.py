@@ -161,8 +161,10 @@ EXPORT_REPORTS: tuple[ExportReport, ...] = (
         date_columns=("last_updated", "maintenance_start_date", "maintenance_end_date"),
         params=_updated_since,
         merge_keys=("app_entitlement_number", "last_updated"),
-        lookback_days=5,  # lastUpdated is day-granular and revisions arrive late (API_FACTS)
-        # The service has sent duplicate license rows (API_FACTS); the merge keeps one, so only warn.
+        # lastUpdated is day-granular and revisions arrive late (docs/api-notes.md, "Freshness").
+        lookback_days=5,
+        # The service has sent duplicate license rows (docs/api-notes.md, "Completeness"); the merge keeps
+        # one, so only warn.
         invariants=Invariants(
             unique_keys=("app_entitlement_number", "last_updated"),
             identity=("app_entitlement_number", "last_updated"),

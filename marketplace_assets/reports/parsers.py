@@ -18,7 +18,8 @@ from marketplace_assets.api.errors import ReportShapeError
 from marketplace_assets.reports.export_files import check_file_complete, read_csv_checked
 from marketplace_assets.reports.normalize import flatten, records_frame, snake_case
 
-# The tidy shape of DESIGN.md, shared by every per-app report: identity first, then the date.
+# The tidy shape (docs/api-notes.md, "Report shape"), shared by every per-app report: identity first, then
+# the date.
 SCOPED_SCHEMA: dict[str, pl.DataType] = {
     "scope": pl.String(),
     "addon_key": pl.String(),

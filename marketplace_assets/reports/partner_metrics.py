@@ -45,7 +45,8 @@ FIELD_SETS: dict[str, str] = {
 
 
 def latest_end_date(metric_set: str, today: date) -> date:
-    """The last day the API serves for a metric set (API_FACTS: endDate limits)."""
+    """The last day the API serves for a metric set (docs/api-notes.md, "Partner metrics: the last day
+    served")."""
     if metric_set == "RECURRING_REVENUE":
         return today
     if metric_set == "FUNNEL_INSIGHTS":
@@ -170,17 +171,19 @@ DEFAULT_QUERIES: tuple[MetricQuery, ...] = (
 )  # fmt: skip
 
 
-def load_queries(path: str | None = None) -> tuple[MetricQuery, ...]:
-    """The queries from MARKETPLACE_PARTNER_METRICS (a YAML file), or the defaults."""
-    path = path or os.environ.get("MARKETPLACE_PARTNER_METRICS")
+def load_queries(path: str | os.PathLike[str] | None) -> tuple[MetricQuery, ...]:
+    """The queries of the YAML file at `path` (the setting MARKETPLACE_PARTNER_METRICS), or the
+    defaults when it is None."""
     if not path:
         return DEFAULT_QUERIES
     try:
         raw = yaml.safe_load(Path(path).read_text())
         queries = TypeAdapter(tuple[MetricQuery, ...]).validate_python(raw)
     except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise ValueError(f"MARKETPLACE_PARTNER_METRICS={path!r}: {exc}") from exc
+        raise ValueError(f"MARKETPLACE_PARTNER_METRICS={str(path)!r}: {exc}") from exc
     names = [q.name for q in queries]
     if len(set(names)) != len(names):
-        raise ValueError(f"MARKETPLACE_PARTNER_METRICS={path!r}: query names must be unique, got {names}")
+        raise ValueError(
+            f"MARKETPLACE_PARTNER_METRICS={str(path)!r}: query names must be unique, got {names}"
+        )
     return queries

@@ -267,8 +267,3 @@ def catalog_chunks(world: World, day: date, scale: float, chunk_size: int = 64 *
             buffer.truncate()
     if buffer.tell():
         yield buffer.getvalue().encode("utf-8")
-
-
-def catalog_csv(world: World, day: date, scale: float) -> bytes:
-    """The whole CSV at once (for small scales and tests)."""
-    return b"".join(catalog_chunks(world, day, scale))

@@ -29,7 +29,6 @@ from marketplace_assets.sandbox.data import World, stable_uuid
 from marketplace_assets.sandbox.spool import Spool
 
 CHUNK = 64 * 1024
-STATUSES = ("QUEUED", "IN_PROGRESS", "COMPLETED", "FAILED")
 _SETTINGS = (
     "polls_to_complete", "unknown_status", "unknown_polls", "never_complete", "fail_next",
     "attribution_shape", "keep_files",
