@@ -18,6 +18,7 @@ from typing import Any
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.errors import MarketplaceApiError, MarketplaceError
 
+# The prefix of every reporting path (the catalog's reports and the exports).
 REPORTING = "reporting/developer-space/{developerId}"
 
 

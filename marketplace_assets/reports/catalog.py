@@ -12,10 +12,10 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from marketplace_assets.api.exports import REPORTING
 from marketplace_assets.reports.invariants import DistinctCount, Invariants, time_series
 from marketplace_assets.reports.report import Cadence, Family, Report
 
-REPORTING = "reporting/developer-space/{developerId}"
 WEEKLY_WINDOW = (
     "One partition per week, Sunday to Saturday; each row's date is the Sunday that starts its week."
 )
