@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.exports import ExportKind, count_export_records, run_export
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
+from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
@@ -102,15 +102,19 @@ def postgres_warehouse(stack: contextlib.ExitStack) -> str:
     return started.server.url
 
 
-def stored_rows(warehouse: str) -> int:
+def stored(warehouse: str) -> tuple[int, float]:
+    """The rows of sales.transactions and the megabytes the warehouse holds for it."""
     if not warehouse.startswith("postgresql://"):
         with duckdb.connect(warehouse, read_only=True) as con:
-            return int(con.sql("SELECT count(*) FROM sales.transactions").fetchall()[0][0])
+            rows = int(con.sql("SELECT count(*) FROM sales.transactions").fetchall()[0][0])
+        return rows, Path(warehouse).stat().st_size / 1e6
     import psycopg
 
     with psycopg.connect(warehouse, password=os.environ["MARKETPLACE_WAREHOUSE_PASSWORD"]) as con:
-        row = con.execute("SELECT count(*) FROM sales.transactions").fetchone()
-        return int(row[0]) if row else 0
+        row = con.execute(
+            "SELECT count(*), pg_total_relation_size('sales.transactions') FROM sales.transactions"
+        ).fetchone()
+    return (int(row[0]), int(row[1]) / 1e6) if row else (0, 0.0)
 
 
 def export_report() -> Any:
@@ -200,32 +204,15 @@ def load_once(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str
             "warehouse_store": WarehouseResource(warehouse=warehouse),
             "pii": PiiPolicy(mode=args.pii, salt="bench-salt" if args.pii == "hash" else None),
         },
-        tags={
-            "dagster/asset_partition_range_start": args.start,
-            "dagster/asset_partition_range_end": args.end,
-        },
+        tags=range_tags(args.start, args.end),
     )
     elapsed = time.perf_counter() - started
     assert result.success
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before reading back
-    if args.one == "postgres":
-        with psycopg_size(warehouse) as size_mb:
-            stored_mb = size_mb
-    else:
-        stored_mb = Path(warehouse).stat().st_size / 1e6
+    rows, stored_mb = stored(warehouse)
     return {
-        "warehouse": args.one, "rows": stored_rows(warehouse), "seconds": elapsed, "peak_mb": peak_mb,
-        "stored_mb": stored_mb,
+        "warehouse": args.one, "rows": rows, "seconds": elapsed, "peak_mb": peak_mb, "stored_mb": stored_mb,
     }  # fmt: skip
-
-
-@contextlib.contextmanager
-def psycopg_size(url: str) -> Iterator[float]:
-    import psycopg
-
-    with psycopg.connect(url, password=os.environ["MARKETPLACE_WAREHOUSE_PASSWORD"]) as con:
-        row = con.execute("SELECT pg_total_relation_size('sales.transactions')").fetchone()
-        yield (int(row[0]) if row else 0) / 1e6
 
 
 if __name__ == "__main__":
