@@ -44,11 +44,12 @@ import httpx
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.exports import ExportKind, count_export_records, run_export
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
+from marketplace_assets.assets.exports import build_export_asset
 from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.pii import PiiPolicy
+from marketplace_assets.reports.catalog import REPORTS_BY_KEY
 from marketplace_assets.reports.fetch import Window
-from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
+from marketplace_assets.warehouse import WarehouseIOManager
 
 DEV, EMAIL, TOKEN = "sandbox-developer", "sandbox@example.com", "sandbox-token"
 
@@ -117,8 +118,7 @@ def stored(warehouse: str) -> tuple[int, float]:
     return (int(row[0]), int(row[1]) / 1e6) if row else (0, 0.0)
 
 
-def export_report() -> Any:
-    return next(r for r in EXPORT_REPORTS if r.label == "sales/transactions")
+TRANSACTIONS = REPORTS_BY_KEY[dg.AssetKey(["sales", "transactions"])]
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -142,7 +142,8 @@ def compare(args: argparse.Namespace) -> None:
             expected = count_export_records(client, DEV, ExportKind.TRANSACTIONS, window.params())
             count_seconds = time.perf_counter() - counted
             generated = time.perf_counter()
-            params = export_report().params(window)
+            assert TRANSACTIONS.export is not None
+            params = TRANSACTIONS.export.params(window)
             _, path = run_export(client, DEV, ExportKind.TRANSACTIONS, params, log=str)
             generate_seconds = time.perf_counter() - generated
             file_mb = path.stat().st_size / 1e6
@@ -185,8 +186,7 @@ def compare(args: argparse.Namespace) -> None:
 def load_once(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, Any]:
     """One run of the export asset into one warehouse, in this (fresh) process: its peak RSS is the
     run's alone."""
-    daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
-    asset = build_export_asset(export_report(), daily, sandbox=False)
+    asset = build_export_asset(TRANSACTIONS, start_date=date(2024, 1, 1), sandbox=False)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     warehouse = postgres_warehouse(stack) if args.one == "postgres" else str(tmp / "bench.duckdb")
     started = time.perf_counter()
@@ -201,7 +201,6 @@ def load_once(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str
                 export_poll_interval=0.5,
             ),
             "warehouse": WarehouseIOManager(warehouse=warehouse),
-            "warehouse_store": WarehouseResource(warehouse=warehouse),
             "pii": PiiPolicy(mode=args.pii, salt="bench-salt" if args.pii == "hash" else None),
         },
         tags=range_tags(args.start, args.end),

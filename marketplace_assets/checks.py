@@ -1,7 +1,9 @@
 """Asset checks: the invariants a report's rows must satisfy, evaluated on every materialization.
 
 They run inside the asset, on exactly the rows being written (after the PII policy), so each result
-speaks about the partitions of that run. A report states its invariants in the catalog
+speaks about the partitions of that run. `no_new_fields` is judged from the write itself: the IO manager
+records the columns it added to the table (`added_columns`), and the asset reads them back once the
+rows are written. A report states its invariants in the catalog
 (`reports/invariants.py`); every asset also gets `no_new_fields` and, when partitioned by time,
 `dates_in_partition`. Checks whose data the asset does not have are not declared at all, so the UI
 shows only checks that mean something for that asset.
@@ -43,7 +45,8 @@ class _Check:
 
     name: str
     description: str
-    evaluate: Callable[[Frame, Window | None, Mapping[str, str]], dg.AssetCheckResult]
+    # None: evaluated from the IO manager's write result instead (`new_fields_written`).
+    evaluate: Callable[[Frame, Window | None], dg.AssetCheckResult] | None
     # A failure stops the write: the run fails and nothing is stored.
     blocking: bool = False
 
@@ -57,7 +60,7 @@ def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
                 KEYS_PRESENT,
                 f"No row has a null in its identity {_names(identity)}: such a row could never be told "
                 "apart, updated or de-duplicated. Blocking: a failure stops the write.",
-                lambda f, w, s: keys_present(f, identity),
+                lambda f, w: keys_present(f, identity),
                 blocking=True,
             )
         )
@@ -65,12 +68,12 @@ def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
         shown = "every non-numeric column" if keys == DIMENSIONS else _names(keys)
         errors = invariants.duplicates_are_errors
         checks.append(
-            _Check(UNIQUE, f"No two rows share {shown}.", lambda f, w, s: unique_keys(f, keys, errors=errors))
+            _Check(UNIQUE, f"No two rows share {shown}.", lambda f, w: unique_keys(f, keys, errors=errors))
         )
     if counts := invariants.non_negative:
         checks.append(
             _Check(
-                NON_NEGATIVE, f"{_names(counts)} are never negative.", lambda f, w, s: non_negative(f, counts)
+                NON_NEGATIVE, f"{_names(counts)} are never negative.", lambda f, w: non_negative(f, counts)
             )
         )
     if additive := invariants.additive:
@@ -79,7 +82,7 @@ def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
                 TOTALS,
                 f"Each total row's {_names(additive)} equals the sum over the app rows of the same date, "
                 "dataset, series and attributes, to the cent.",
-                lambda f, w, s: totals_match_apps(f, additive),
+                lambda f, w: totals_match_apps(f, additive),
             )
         )
     if column := date_column:
@@ -88,7 +91,7 @@ def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
                 DATES,
                 f"Every row's {column} lies inside the run's partitions. "
                 "Blocking: a failure stops the write.",
-                lambda f, w, s: dates_in_partition(f, column, w),
+                lambda f, w: dates_in_partition(f, column, w),
                 blocking=True,
             )
         )
@@ -97,7 +100,7 @@ def _declared(invariants: Invariants, date_column: str | None) -> list[_Check]:
             NEW_FIELDS,
             "Warns when the API sends a field the warehouse table has not had before (the column is added; "
             "check the parser and the docs).",
-            lambda f, w, s: no_new_fields(f, s),
+            None,
         )
     )
     return checks
@@ -119,10 +122,10 @@ def evaluate_checks(
     *,
     date_column: str | None,
     window: Window | None,
-    stored_columns: Mapping[str, str],
 ) -> list[dg.AssetCheckResult]:
-    """One result per declared check, in the order of `check_specs`."""
-    return [c.evaluate(frame, window, stored_columns) for c in _declared(invariants, date_column)]
+    """One result per check evaluated on the rows before the write, in the order of `check_specs`.
+    `no_new_fields` is not among them: it is judged from the write (`new_fields_written`)."""
+    return [c.evaluate(frame, window) for c in _declared(invariants, date_column) if c.evaluate]
 
 
 def unique_keys(frame: Frame, keys: Sequence[str], *, errors: bool = True) -> dg.AssetCheckResult:
@@ -256,16 +259,20 @@ def dates_in_partition(frame: Frame, column: str, window: Window | None) -> dg.A
 
 
 def no_new_fields(frame: Frame, stored_columns: Mapping[str, str]) -> dg.AssetCheckResult:
-    """Passes on the first materialization (nothing stored yet: every field is new by definition)."""
+    """`new_fields_written` for rows about to be written to a table with these columns."""
     _, schema = _lazy(frame)
-    if not stored_columns:
-        return dg.AssetCheckResult(
-            check_name=NEW_FIELDS,
-            passed=True,
-            metadata={"fields": len(schema), "first_materialization": True},
-        )
     new = [c for c in schema if c not in stored_columns]
-    metadata: dict[str, object] = {"fields": len(schema), "new_fields": ", ".join(new) or "none"}
+    return new_fields_written(len(schema), new, table_created=not stored_columns)
+
+
+def new_fields_written(fields: int, new: Sequence[str], *, table_created: bool) -> dg.AssetCheckResult:
+    """From what a write did: the columns it added to the table. Passes when it created the table (the
+    first materialization: every field is new by definition)."""
+    if table_created:
+        return dg.AssetCheckResult(
+            check_name=NEW_FIELDS, passed=True, metadata={"fields": fields, "first_materialization": True}
+        )
+    metadata: dict[str, object] = {"fields": fields, "new_fields": ", ".join(new) or "none"}
     return dg.AssetCheckResult(
         check_name=NEW_FIELDS,
         passed=not new,

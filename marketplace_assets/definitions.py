@@ -12,7 +12,7 @@ import dagster as dg
 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.catalog_snapshot import build_product_catalog_asset
-from marketplace_assets.assets.exports import EXPORT_REPORTS, build_current_licenses_asset, build_export_asset
+from marketplace_assets.assets.exports import build_current_licenses_asset
 from marketplace_assets.assets.partner_metrics import build_partner_metric_asset
 from marketplace_assets.assets.reports import build_report_assets
 from marketplace_assets.assets.search_by_app import build_keywords_by_app_asset
@@ -20,9 +20,9 @@ from marketplace_assets.export_sensors import build_export_sensor
 from marketplace_assets.jobs import update_app_listing
 from marketplace_assets.partitions import partitions_for
 from marketplace_assets.pii import PiiPolicy
-from marketplace_assets.reports.catalog import REPORTS
+from marketplace_assets.reports.catalog import EXPORT_REPORTS, REPORTS
 from marketplace_assets.reports.partner_metrics import load_queries
-from marketplace_assets.reports.report import Cadence
+from marketplace_assets.sandbox.resource import SandboxMarketplaceResource
 from marketplace_assets.schedules import build_schedules, sensor_status
 from marketplace_assets.sensors import marketplace_apps_sensor
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings, load_settings
@@ -37,6 +37,7 @@ def _env_or(name: str, value: str) -> str | dg.EnvVar:
 
 
 def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
+    """The one place the implementation is chosen: the simulated Marketplace in sandbox mode, else live."""
     # Timeouts and the export deadline come from their own variables in both modes, so changing one
     # does not mean restating the resource's config.
     limits = {
@@ -46,9 +47,8 @@ def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
     }
     if settings.is_sandbox:
         # The sandbox prepares exports in seconds: poll it every second, not every five.
-        return MarketplaceResource(
+        return SandboxMarketplaceResource(
             developer_id=settings.developer_id or SANDBOX_DEVELOPER_ID,
-            sandbox=True,
             export_poll_interval=1.0,
             **limits,
         )
@@ -68,24 +68,17 @@ def pii_policy(settings: MarketplaceSettings) -> PiiPolicy:
     return PiiPolicy(mode=settings.pii)
 
 
-def _daily(settings: MarketplaceSettings) -> dg.TimeWindowPartitionsDefinition:
-    daily = partitions_for(Cadence.DAILY, settings.start_date)
-    assert daily is not None
-    return daily
-
-
 def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
-    """Every asset: the catalog's reports, the export-backed ones and the bespoke ones."""
+    """Every asset: one per catalog row (export-backed ones included), then the bespoke ones."""
     start, sandbox = settings.start_date, settings.is_sandbox
     return [
         *build_report_assets(REPORTS, start_date=start, sandbox=sandbox),
-        build_keywords_by_app_asset(start_date=start.isoformat(), sandbox=sandbox),
-        build_product_catalog_asset(start_date=start.isoformat(), sandbox=sandbox),
+        build_keywords_by_app_asset(start_date=start, sandbox=sandbox),
+        build_product_catalog_asset(start_date=start, sandbox=sandbox),
         *(
-            build_partner_metric_asset(q, start_date=start.isoformat(), sandbox=sandbox)
+            build_partner_metric_asset(q, start_date=start, sandbox=sandbox)
             for q in load_queries(settings.partner_metrics)
         ),
-        *(build_export_asset(r, _daily(settings), sandbox=sandbox) for r in EXPORT_REPORTS),
         build_current_licenses_asset(sandbox=sandbox),
     ]
 
@@ -94,7 +87,10 @@ def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
     # The apps sensor only reads the warehouse and adds partitions, so it always runs; the export sensors
     # call the API and launch runs, so they follow MARKETPLACE_AUTOMATION like the schedules.
     status = sensor_status(settings)
-    exports = (build_export_sensor(r, _daily(settings), default_status=status) for r in EXPORT_REPORTS)
+    exports = (
+        build_export_sensor(r, partitions_for(r.cadence, settings.start_date), default_status=status)
+        for r in EXPORT_REPORTS
+    )
     return [marketplace_apps_sensor, *exports]
 
 

@@ -32,7 +32,7 @@ from marketplace_assets.api.exports import (
     start_export,
 )
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.exports import ExportReport
+from marketplace_assets.reports.report import ExportSpec, Report
 from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.reports.fetch import Window
 
@@ -56,12 +56,12 @@ def _load(cursor: str | None) -> dict[str, Any]:
 
 
 def _run_request(
-    report: ExportReport, job: dict[str, Any], config: dict[str, str], key_suffix: str
+    report: Report, job: dict[str, Any], config: dict[str, str], key_suffix: str
 ) -> dg.RunRequest:
-    op_name = "__".join(report.key)
+    op_name = "__".join(report.key.path)
     return dg.RunRequest(
         run_key=f"{report.label}:{job['handle']['export_id']}{key_suffix}",
-        asset_selection=[dg.AssetKey(report.key)],
+        asset_selection=[report.key],
         tags={
             **range_tags(job["start"], job["end"]),
         },
@@ -72,7 +72,7 @@ def _run_request(
 def evaluate_export_sensor(
     context: dg.SensorEvaluationContext,
     marketplace: MarketplaceResource,
-    report: ExportReport,
+    report: Report,
     partitions_def: dg.TimeWindowPartitionsDefinition,
     settings: ExportSensorSettings,
     now: Callable[[], float] = time.time,
@@ -93,7 +93,7 @@ def evaluate_export_sensor(
         ):
             latest = date.fromisoformat(last_key)
             first = max(
-                latest - timedelta(days=report.lookback_days - 1),
+                latest - timedelta(days=_export(report).lookback_days - 1),
                 date.fromisoformat(partitions_def.get_first_partition_key() or last_key),
             )
             job = {
@@ -116,11 +116,11 @@ def evaluate_export_sensor(
             polls += 1
             window = f"{job['start']}..{job['end']}"
             if job["handle"] is None:
-                params = report.params(_window(job))
+                params = _export(report).params(_window(job))
                 # The list's count for the same filters, taken before the export starts: the run that
                 # downloads the file fails if it holds fewer records.
-                job["expected"] = count_export_records(client, marketplace.developer_id, report.kind, params)
-                job["handle"] = start_export(client, marketplace.developer_id, report.kind, params).to_dict()
+                job["expected"] = count_export_records(client, marketplace.developer_id, _export(report).kind, params)
+                job["handle"] = start_export(client, marketplace.developer_id, _export(report).kind, params).to_dict()
                 job["started"] = now()
                 job.setdefault("first_started", job["started"])
                 context.log.info(f"{report.label}: started export {job['handle']['export_id']} for {window}")
@@ -187,12 +187,17 @@ def evaluate_export_sensor(
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(state, separators=(",", ":")))
 
 
+def _export(report: Report) -> ExportSpec:
+    assert report.export is not None, f"{report.label} is not an export-backed report"
+    return report.export
+
+
 def _window(job: dict[str, Any]) -> Window:
     return Window(date.fromisoformat(job["start"]), date.fromisoformat(job["end"]))
 
 
 def build_export_sensor(
-    report: ExportReport,
+    report: Report,
     partitions_def: dg.TimeWindowPartitionsDefinition,
     settings: ExportSensorSettings = ExportSensorSettings(),
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
@@ -203,11 +208,11 @@ def build_export_sensor(
         name=f"{report.area}_{report.name}_export_sensor",
         description=(
             f"Starts and polls the async exports of {report.label}: the latest complete day plus "
-            f"{report.lookback_days - 1} day(s) of lookback, one export per new day; launches one run per "
+            f"{_export(report).lookback_days - 1} day(s) of lookback, one export per new day; launches one run per "
             "finished export. Backfills from the UI do not need it: their runs start their own export."
         ),
         minimum_interval_seconds=settings.minimum_interval_seconds,
-        target=dg.AssetSelection.assets(dg.AssetKey(report.key)),
+        target=dg.AssetSelection.assets(report.key),
         default_status=default_status,
     )
     def _export_sensor(

@@ -5,8 +5,10 @@ text ("n/a") makes the whole column text, and DuckDB would then either refuse th
 conversion error or, for a float into an integer column, round it silently. Both are caught here,
 before anything is written, with a message that names the report, the field, both types and a value.
 
-What a field is expected to be comes from the warehouse table (every load after the first) and from
-the report's declared numeric columns (`Invariants.numeric_columns`, so a first load is checked too).
+What a field is expected to be comes from the report's declared numeric columns
+(`Invariants.numeric_columns`, checked in the asset before any figure is computed, so a first load is
+checked too) and from the warehouse table (checked by the IO manager just before it writes, where the
+table's columns are at hand: `check_stored_types`).
 Widening is not drift: integers into a DOUBLE column, or floats into an integer column (the warehouse
 widens that column, see `warehouse/_duckdb_core.py`). Text columns take anything.
 """
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Mapping
 import polars as pl
 
 from marketplace_assets.api.errors import TypeDriftError
+from marketplace_assets.warehouse.batches import Batches, Rows
 
 NUMBER, DATE, TIMESTAMP, BOOLEAN, LIST, STRUCT, TEXT = (
     "number",
@@ -81,21 +84,54 @@ def check_field_types(
     numeric_columns: Iterable[str] = (),
 ) -> None:
     """Raise `TypeDriftError` for the first column of `frame` whose kind differs from its expected one."""
+    expected = _expected(stored_columns, numeric_columns)
+    drift = _first_drift(frame.schema, expected)
+    if drift is None:
+        return
+    column, want = drift
+    dtype = frame.schema[column]
+    raise TypeDriftError(
+        report,
+        column,
+        want[1] if want[1] == "a number" else f"{want[1]} ({want[0]})",
+        f"{dtype} ({frame_kind(dtype)})",
+        _example(frame, column, want[0]),
+    )
+
+
+def check_stored_types(rows: Rows, report: str, stored_columns: Mapping[str, str]) -> None:
+    """`check_field_types` against the table's stored columns, for a frame or staged batches. Batches
+    are judged by their files' schemas; only a batch that drifts is read, to quote a value."""
+    if not stored_columns:
+        return
+    if not isinstance(rows, Batches):
+        check_field_types(rows, report, stored_columns)
+        return
+    expected = _expected(stored_columns, ())
+    for file in rows.files:
+        if _first_drift(pl.read_parquet_schema(file), expected) is not None:
+            check_field_types(pl.read_parquet(file), report, stored_columns)
+
+
+def _expected(
+    stored_columns: Mapping[str, str], numeric_columns: Iterable[str]
+) -> dict[str, tuple[str, str]]:
+    """Column (lower-cased) -> (expected kind, how to name it in a message)."""
     expected = {name.lower(): (sql_kind(sql_type), sql_type) for name, sql_type in stored_columns.items()}
     for name in numeric_columns:
         expected.setdefault(name.lower(), (NUMBER, "a number"))
-    for column, dtype in frame.schema.items():
+    return expected
+
+
+def _first_drift(
+    schema: Mapping[str, pl.DataType], expected: Mapping[str, tuple[str, str]]
+) -> tuple[str, tuple[str, str]] | None:
+    for column, dtype in schema.items():
         want = expected.get(column.lower())
         received = frame_kind(dtype)
-        if want is None or received is None or _fits(want[0], received):
-            continue
-        raise TypeDriftError(
-            report,
-            column,
-            want[1] if want[1] == "a number" else f"{want[1]} ({want[0]})",
-            f"{dtype} ({received})",
-            _example(frame, column, want[0]),
-        )
+        if want is not None and received is not None and not _fits(want[0], received):
+            return column, want
+    return None
 
 
 def _example(frame: pl.DataFrame, column: str, expected: str) -> object:

@@ -15,15 +15,25 @@ from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.report import Cadence
 
 
-def partitions_for(cadence: Cadence | None, start: date) -> dg.TimeWindowPartitionsDefinition | None:
+def partitions_for(
+    cadence: Cadence | None, start: date, *, weeks_start_monday: bool = False, end_offset: int = 0
+) -> dg.TimeWindowPartitionsDefinition | None:
+    """The one partition builder: a cadence's partitions from `start`; None for an unpartitioned report.
+
+    Weeks start on Sunday, as the reporting API dates them, unless `weeks_start_monday` (partner metrics
+    date weeks on Mondays). `end_offset=1` also offers the period in progress (the catalog snapshot of
+    today)."""
     start_date = start.isoformat()
     match cadence:
         case Cadence.DAILY:
-            return dg.DailyPartitionsDefinition(start_date=start_date)
+            return dg.DailyPartitionsDefinition(start_date=start_date, end_offset=end_offset)
         case Cadence.WEEKLY:
-            return dg.WeeklyPartitionsDefinition(start_date=start_date, day_offset=0)
+            day_offset = 1 if weeks_start_monday else 0
+            return dg.WeeklyPartitionsDefinition(
+                start_date=start_date, day_offset=day_offset, end_offset=end_offset
+            )
         case Cadence.MONTHLY:
-            return dg.MonthlyPartitionsDefinition(start_date=start_date)
+            return dg.MonthlyPartitionsDefinition(start_date=start_date, end_offset=end_offset)
         case None:
             return None
 

@@ -43,9 +43,9 @@ from enum import Enum
 
 import dagster as dg
 
-from marketplace_assets.assets.exports import EXPORT_REPORTS
 from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.partitions import cadence_of, time_dimension
+from marketplace_assets.reports.catalog import EXPORT_REPORTS
 from marketplace_assets.reports.report import Cadence
 from marketplace_assets.settings import MarketplaceSettings
 
@@ -63,7 +63,7 @@ SNAPSHOT_CRON = "0 6 * * *"
 MINIMUM_LOOKBACK_MONTHS = {"benchmarks": 3}
 
 # The export sensors start, poll and launch these assets' runs themselves.
-SENSOR_DRIVEN: frozenset[dg.AssetKey] = frozenset(dg.AssetKey(r.key) for r in EXPORT_REPORTS)
+SENSOR_DRIVEN: frozenset[dg.AssetKey] = frozenset(r.key for r in EXPORT_REPORTS)
 
 WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from marketplace_assets.api.client import DEFAULT_BASE_URL
+from marketplace_assets.constants import DEFAULT_BASE_URL
 from marketplace_assets.dagster_conventions import is_valid_cron
 
 try:
@@ -29,8 +29,6 @@ except ImportError:  # pragma: no cover - Windows
     pwd = None
 
 SANDBOX_DEVELOPER_ID = "sandbox-developer"
-SANDBOX_EMAIL = "sandbox@example.com"
-SANDBOX_TOKEN = "sandbox-token"  # not a secret: the in-process sandbox checks it like the real API would
 SANDBOX_WAREHOUSE = "data/sandbox.duckdb"
 LIVE_WAREHOUSE = "data/marketplace.duckdb"
 LIVE_REQUIRED = ("MARKETPLACE_DEVELOPER_ID", "MARKETPLACE_EMAIL", "MARKETPLACE_API_TOKEN")

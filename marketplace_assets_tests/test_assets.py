@@ -11,11 +11,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.reports import build_report_assets
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.reports.catalog import REPORTS, REPORTS_BY_KEY
 from marketplace_assets.sandbox import Sandbox
+from marketplace_assets.sandbox.resource import SandboxMarketplaceResource
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID
 from marketplace_assets_tests.resources import asset_resources
 
@@ -40,9 +40,7 @@ def materialize(
         }
     result = dg.materialize(
         [ASSETS[dg.AssetKey(key.split("/"))]],
-        resources=asset_resources(
-            MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True), warehouse
-        ),
+        resources=asset_resources(SandboxMarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID), warehouse),
         partition_key=partition,
         tags=tags,
         instance=dg.DagsterInstance.ephemeral(),

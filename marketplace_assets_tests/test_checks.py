@@ -4,8 +4,10 @@ fall outside its partitions records the failed check and writes nothing.
 No `from __future__ import annotations`: the toy asset's `context` annotation must be a real type.
 """
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -13,7 +15,7 @@ import polars as pl
 import pytest
 
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.common import marketplace_asset, start_run
+from marketplace_assets.assets.common import MarketplaceAsset
 from marketplace_assets.checks import (
     DATES,
     KEYS_PRESENT,
@@ -29,9 +31,11 @@ from marketplace_assets.checks import (
     totals_match_apps,
     unique_keys,
 )
+from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.catalog import REPORTS_BY_KEY
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import DIMENSIONS, Invariants
+from marketplace_assets.sandbox.resource import SandboxMarketplaceResource
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID
 from marketplace_assets_tests.resources import asset_resources
 
@@ -135,16 +139,19 @@ def test_specs_follow_the_catalog() -> None:
 
 
 def _toy_asset(frame: pl.DataFrame) -> dg.AssetsDefinition:
-    @marketplace_asset(
-        key=["toy", "events"],
-        description="A toy report returning a fixed frame.",
-        sandbox=True,
-        partitions_def=dg.DailyPartitionsDefinition(start_date="2025-01-01"),
-        partition_expr="date",
-        invariants=Invariants(unique_keys=("id",), identity=("id",), non_negative=("count",)),
+    shape = MarketplaceAsset(
+        dg.AssetKey(["toy", "events"]),
+        Invariants(unique_keys=("id",), identity=("id",), non_negative=("count",)),
+        dg.DailyPartitionsDefinition(start_date="2025-01-01"),
+        "date",
     )
-    def toy(context: dg.AssetExecutionContext, marketplace: MarketplaceResource) -> dg.Output[pl.DataFrame]:
-        return start_run(context, marketplace, "toy/events").output(frame)
+
+    @shape.define(description="A toy report returning a fixed frame.", sandbox=True)
+    def toy(
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource, pii: PiiPolicy
+    ) -> Iterator[Any]:
+        with shape.api_run(context, marketplace) as run:
+            yield from shape.finish(context, run.output(frame), pii)
 
     return toy
 
@@ -163,7 +170,7 @@ def test_checks_run_with_every_materialization(
     frame: pl.DataFrame, failing: set[str], tmp_path: Path
 ) -> None:
     resources = asset_resources(
-        MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True), tmp_path / "w.duckdb"
+        SandboxMarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID), tmp_path / "w.duckdb"
     )
     result = dg.materialize([_toy_asset(frame)], resources=resources, partition_key="2025-02-03")
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -175,9 +182,7 @@ def test_checks_run_with_every_materialization(
 
 def test_rows_outside_the_partitions_fail_the_check_and_write_nothing(tmp_path: Path) -> None:
     warehouse = tmp_path / "w.duckdb"
-    resources = asset_resources(
-        MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True), warehouse
-    )
+    resources = asset_resources(SandboxMarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID), warehouse)
     stray = pl.DataFrame({"id": [1, 2], "date": [date(2025, 2, 3), date(2025, 2, 4)], "count": [1, 2]})
     result = dg.materialize(
         [_toy_asset(stray)], resources=resources, partition_key="2025-02-03", raise_on_error=False
@@ -206,9 +211,7 @@ def test_keys_present_names_the_rows_without_an_identity() -> None:
 
 def test_a_row_without_its_identity_fails_the_run_and_writes_nothing(tmp_path: Path) -> None:
     warehouse = tmp_path / "w.duckdb"
-    resources = asset_resources(
-        MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True), warehouse
-    )
+    resources = asset_resources(SandboxMarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID), warehouse)
     good = pl.DataFrame({"id": [1, 2], "date": [date(2025, 2, 3)] * 2, "count": [1, 2]})
     assert dg.materialize([_toy_asset(good)], resources=resources, partition_key="2025-02-03").success
     keyless = pl.DataFrame({"id": [1, None], "date": [date(2025, 2, 3)] * 2, "count": [5, 6]})
@@ -221,3 +224,38 @@ def test_a_row_without_its_identity_fails_the_run_and_writes_nothing(tmp_path: P
     assert "blocking check identity_keys_present failed" in message and "Nothing was written" in message
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT id, count FROM toy.events ORDER BY id").fetchall() == [(1, 1), (2, 2)]
+
+
+def test_new_fields_are_judged_from_the_write_and_stored_types_by_the_io_manager(tmp_path: Path) -> None:
+    """`no_new_fields` reads the columns the IO manager's write added; a value whose type differs from the
+    stored column's fails in the IO manager, before the write, naming the stored type."""
+    warehouse = tmp_path / "w.duckdb"
+    resources = asset_resources(SandboxMarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID), warehouse)
+    instance = dg.DagsterInstance.ephemeral()
+    day = {"id": [1], "date": [date(2025, 2, 3)], "count": [1]}
+
+    def run(frame: pl.DataFrame) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [_toy_asset(frame)], resources=resources, partition_key="2025-02-03", instance=instance,
+            raise_on_error=False,
+        )  # fmt: skip
+
+    def new_fields(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+        [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == NEW_FIELDS]
+        return evaluation
+
+    first = new_fields(run(pl.DataFrame({**day, "score": [2.5]})))
+    assert first.passed and first.metadata["first_materialization"].value is True
+    added = new_fields(run(pl.DataFrame({**day, "score": [2.5], "brand_new_field": ["x"]})))
+    assert not added.passed and added.severity == dg.AssetCheckSeverity.WARN
+    assert added.metadata["new_fields"].value == "brand_new_field"
+    assert new_fields(run(pl.DataFrame({**day, "score": [3.5]}))).passed
+
+    drifted = run(pl.DataFrame({**day, "score": ["n/a"]}))
+    assert not drifted.success
+    failure = drifted.failure_data_for_node("toy__events")
+    message = failure.error.message if failure is not None and failure.error else ""
+    assert "toy/events, date in [2025-02-03, 2025-02-04)" in message and "field 'score'" in message
+    assert "expected DOUBLE (number)" in message and "'n/a'" in message
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.sql("SELECT score FROM toy.events").fetchall() == [(3.5,)], "nothing was written"

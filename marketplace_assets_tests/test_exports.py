@@ -16,18 +16,20 @@ import pytest
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.exports import Lifecycle
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.exports import EXPORT_REPORTS, build_current_licenses_asset, build_export_asset
+from marketplace_assets.assets.exports import build_current_licenses_asset, build_export_asset
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.export_sensors import ExportSensorSettings, build_export_sensor
+from marketplace_assets.reports.catalog import EXPORT_REPORTS
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
 from marketplace_assets.sandbox.licensing_data import set_clock
 from marketplace_assets_tests.resources import asset_resources
 
 DEV, EMAIL, TOKEN = "export-dev", "export@example.com", "export-Token-1234567890"
-DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+START = date(2024, 1, 1)
+DAILY = dg.DailyPartitionsDefinition(start_date=START.isoformat())
 REPORTS = {r.label: r for r in EXPORT_REPORTS}
-ASSETS = {label: build_export_asset(r, DAILY, sandbox=False) for label, r in REPORTS.items()}
+ASSETS = {label: build_export_asset(r, start_date=START, sandbox=False) for label, r in REPORTS.items()}
 CURRENT = build_current_licenses_asset(sandbox=False)
 FAST = ExportSensorSettings(restart_backoff_seconds=0, deadline_seconds=3600, max_attempts=2)
 

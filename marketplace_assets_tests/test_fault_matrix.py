@@ -135,7 +135,7 @@ CASES: dict[str, Case] = {
     "type_drift_json": Case(
         "evaluations/by_hosting", "2025-02-02", "2025-02-08",
         [{"path": "evaluations/hosting", "kind": "malformed", "body": DRIFTED_SERIES}], recovers=False,
-        message=("evaluations/by_hosting", "'count'", "n/a", "(number)", "String (text)"),
+        message=("evaluations/by_hosting", "'count'", "n/a", "expected a number", "String (text)"),
     ),
     "date_drift_json": Case(
         "feedback/details", "2025-01-01", "2025-01-31",

@@ -15,13 +15,15 @@ from dagster._core.instance import InstanceRef
 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import API_POOL
-from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
+from marketplace_assets.assets.exports import build_export_asset
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.monitoring import cadence_of, figures_by_partition, preview_markdown
+from marketplace_assets.reports.catalog import EXPORT_REPORTS
 from marketplace_assets.reports.invariants import DistinctCount
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.faults import FaultRule
+from marketplace_assets.sandbox.resource import SandboxMarketplaceResource
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings
 from marketplace_assets.warehouse.batches import BatchWriter
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT
@@ -30,12 +32,12 @@ from marketplace_assets_tests.resources import asset_resources
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 DAYS = ["2025-02-03", "2025-02-04", "2025-02-05"]
 RANGE_TAGS = {RANGE_START_TAG: DAYS[0], RANGE_END_TAG: DAYS[-1]}
-SANDBOX = MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True, export_poll_interval=0.2)
+SANDBOX = SandboxMarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, export_poll_interval=0.2)
 
 
 def test_single_run_backfill_records_each_partitions_own_figures(tmp_path: Path) -> None:
     transactions = build_export_asset(
-        next(r for r in EXPORT_REPORTS if r.name == "transactions"), DAILY, sandbox=True
+        next(r for r in EXPORT_REPORTS if r.name == "transactions"), start_date=date(2024, 1, 1), sandbox=True
     )
     warehouse = tmp_path / "w.duckdb"
     instance = dg.DagsterInstance.ephemeral()

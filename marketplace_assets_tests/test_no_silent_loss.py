@@ -9,8 +9,10 @@ they are defined.
 import base64
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -28,11 +30,13 @@ from marketplace_assets.api.errors import (
     secret_forms,
 )
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.common import marketplace_asset, start_run
+from marketplace_assets.assets.common import MarketplaceAsset
 from marketplace_assets.field_types import check_field_types
+from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.completeness import collapse_duplicates, reconcile
 from marketplace_assets.reports.export_files import read_csv_export, read_json_export
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
+from marketplace_assets.sandbox.resource import SandboxMarketplaceResource
 from marketplace_assets.warehouse.base import TableRef
 from marketplace_assets.warehouse.duckdb import DuckDBWarehouse
 from marketplace_assets_tests.resources import asset_resources
@@ -178,11 +182,15 @@ def test_fractions_widen_an_integer_column_instead_of_being_rounded(tmp_path: Pa
 
 # -- step retries: transient only ----------------------------------------------------------------------
 def _feedback_asset() -> dg.AssetsDefinition:
-    @marketplace_asset(key=["toy", "feedback"], description="toy", sandbox=False)
-    def toy(context: dg.AssetExecutionContext, marketplace: MarketplaceResource) -> dg.Output[pl.DataFrame]:
-        run = start_run(context, marketplace, "toy/feedback")
-        run.client.get_json("reporting/developer-space/d/feedback/details")
-        return run.output(pl.DataFrame({"id": [1]}))
+    shape = MarketplaceAsset(dg.AssetKey(["toy", "feedback"]))
+
+    @shape.define(description="toy", sandbox=False)
+    def toy(
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource, pii: PiiPolicy
+    ) -> Iterator[Any]:
+        with shape.api_run(context, marketplace) as run:
+            run.client.get_json("reporting/developer-space/d/feedback/details")
+            yield from shape.finish(context, run.output(pl.DataFrame({"id": [1]})), pii)
 
     return toy
 
@@ -219,21 +227,26 @@ def test_a_write_waiting_for_the_lock_says_so_every_ten_seconds_with_report_and_
 ) -> None:
     warehouse = tmp_path / "w.duckdb"
 
-    @marketplace_asset(
-        key=["toy", "events"], description="toy", sandbox=True,
-        partitions_def=dg.DailyPartitionsDefinition(start_date="2025-01-01"), partition_expr="date",
-    )  # fmt: skip
-    def toy(context: dg.AssetExecutionContext, marketplace: MarketplaceResource) -> dg.Output[pl.DataFrame]:
-        return start_run(context, marketplace, "toy/events").output(
-            pl.DataFrame({"date": [date(2025, 2, 3)], "n": [1]})
-        )
+    shape = MarketplaceAsset(
+        dg.AssetKey(["toy", "events"]),
+        partitions_def=dg.DailyPartitionsDefinition(start_date="2025-01-01"),
+        partition_expr="date",
+    )
+
+    @shape.define(description="toy", sandbox=True)
+    def toy(
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource, pii: PiiPolicy
+    ) -> Iterator[Any]:
+        with shape.api_run(context, marketplace) as run:
+            frame = pl.DataFrame({"date": [date(2025, 2, 3)], "n": [1]})
+            yield from shape.finish(context, run.output(frame), pii)
 
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(warehouse), "15"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        resources = asset_resources(MarketplaceResource(developer_id="d", sandbox=True), warehouse)
+        resources = asset_resources(SandboxMarketplaceResource(developer_id="d"), warehouse)
         instance = dg.DagsterInstance.ephemeral()
         result = dg.materialize([toy], resources=resources, partition_key="2025-02-03", instance=instance)
     finally:

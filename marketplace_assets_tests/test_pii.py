@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
-from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.exports import EXPORT_REPORTS, build_export_asset
+from marketplace_assets.assets.exports import build_export_asset
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets, pii_policy
 from marketplace_assets.pii import PiiPolicy, contact_columns, hash_value
+from marketplace_assets.reports.catalog import EXPORT_REPORTS
+from marketplace_assets.sandbox.resource import SandboxMarketplaceResource
 from marketplace_assets.settings import (
     SANDBOX_DEVELOPER_ID,
     ConfigurationError,
@@ -29,13 +31,17 @@ RANGE = {
     RANGE_START_TAG: "2025-02-03",
     RANGE_END_TAG: "2025-02-06",
 }
-SANDBOX = MarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, sandbox=True, export_poll_interval=0.2)
+SANDBOX = SandboxMarketplaceResource(developer_id=SANDBOX_DEVELOPER_ID, export_poll_interval=0.2)
 SETTINGS = MarketplaceSettings(sandbox=True, start_date="2024-01-01", warehouse="unused")
 
 
 def _assets() -> list[dg.AssetsDefinition]:
     """Licenses and transactions (the exports) and license events: the reports that carry contacts."""
-    exports = [build_export_asset(r, DAILY, sandbox=True) for r in EXPORT_REPORTS if r.area != "marketing"]
+    exports = [
+        build_export_asset(r, start_date=date(2024, 1, 1), sandbox=True)
+        for r in EXPORT_REPORTS
+        if r.area != "marketing"
+    ]
     events = [a for a in build_assets(SETTINGS) if a.key.to_user_string() == "sales/renewal_events"]
     return [*exports, *events]
 

@@ -36,8 +36,8 @@ from marketplace_assets.api.errors import (
     service_message,
 )
 from marketplace_assets.api.responses import next_href, offset_of, records_of, verify_download
+from marketplace_assets.constants import DEFAULT_BASE_URL
 
-DEFAULT_BASE_URL = "https://api.atlassian.com/marketplace"
 # The service clamps `limit` to 50 on every offset-paged endpoint; asking for more only hides that.
 OFFSET_PAGE_LIMIT = 50
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})

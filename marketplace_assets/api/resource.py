@@ -1,31 +1,47 @@
-"""The Dagster resource that hands every asset the same configured Marketplace client."""
+"""The Dagster resource that hands every asset the same configured Marketplace client.
+
+`MarketplaceResource` is the live implementation: it talks to the Marketplace REST API v3 over the
+network. The simulated Marketplace plugs in through one seam, `connection()`, which the sandbox
+implementation (`marketplace_assets.sandbox.resource.SandboxMarketplaceResource`) overrides;
+`definitions.py` chooses between the two, so nothing in `api/` imports `sandbox/`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from pydantic import PrivateAttr
+import httpx
+from pydantic import PrivateAttr, model_validator
 
-from marketplace_assets.api.client import DEFAULT_BASE_URL, MarketplaceClient, RetrySettings
+from marketplace_assets.api.client import MarketplaceClient, RetrySettings
 from marketplace_assets.api.errors import redact, secret_forms
+from marketplace_assets.constants import DEFAULT_BASE_URL
 
-SANDBOX_BASE_URL = "https://sandbox.invalid/marketplace"
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a client connects and as whom: all the live and sandbox implementations differ in."""
+
+    base_url: str
+    email: str
+    api_token: str
+    # None: the network. Otherwise the httpx transport that answers every request (e.g. in-process).
+    transport: httpx.BaseTransport | None = None
 
 
 class MarketplaceResource(dg.ConfigurableResource):
-    """Credentials and tuning for the Marketplace REST API v3.
+    """Credentials and tuning for the Marketplace REST API v3 (the live service).
 
-    In sandbox mode the client is wired to the built-in simulated Marketplace through an in-process
-    httpx transport: the same client code path, no network, deterministic data.
+    Subclasses change where the client connects by overriding `connection()` (and say what they are
+    through `sandbox`); everything else, retries, timeouts and the run lifecycle, is shared.
     """
 
     developer_id: str
     email: str = ""
     api_token: str = ""
     base_url: str = DEFAULT_BASE_URL
-    sandbox: bool = False
-    sandbox_volume: float = 1.0
     max_concurrency: int = 4
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
@@ -42,6 +58,23 @@ class MarketplaceResource(dg.ConfigurableResource):
 
     _client: MarketplaceClient | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_sandbox_switch(cls, data: Any) -> Any:
+        # Unknown keys are otherwise ignored, so the former `sandbox=True` would silently mean live.
+        if isinstance(data, dict) and "sandbox" in data:
+            raise ValueError(
+                "`sandbox` is not a setting: the implementation decides it. Use "
+                "marketplace_assets.sandbox.resource.SandboxMarketplaceResource for the simulated "
+                "Marketplace, MarketplaceResource for the live API."
+            )
+        return data
+
+    @property
+    def sandbox(self) -> bool:
+        """Whether this resource reads the simulated Marketplace (the sandbox implementation says True)."""
+        return False
+
     @property
     def source(self) -> str:
         return "sandbox" if self.sandbox else "live"
@@ -50,31 +83,18 @@ class MarketplaceResource(dg.ConfigurableResource):
         """`text` without these credentials in any encoding, nor any Authorization value."""
         return redact(text, secret_forms(self.email, self.api_token))
 
+    def connection(self) -> Connection:
+        """The seam: the base URL, credentials and transport each new client is built with."""
+        return Connection(self.base_url, self.email, self.api_token)
+
     def make_client(self, logger: Any = None) -> MarketplaceClient:
         """A new client; the caller closes it. Assets use `get_client()` instead."""
-        transport = None
-        base_url, email, token = self.base_url, self.email, self.api_token
-        if self.sandbox:
-            from marketplace_assets.sandbox import Sandbox
-            from marketplace_assets.settings import SANDBOX_EMAIL, SANDBOX_TOKEN
-
-            sandbox = Sandbox(
-                developer_id=self.developer_id,
-                email=SANDBOX_EMAIL,
-                token=SANDBOX_TOKEN,
-                volume=self.sandbox_volume,
-            )
-            transport, base_url, email, token = (
-                sandbox.transport(),
-                SANDBOX_BASE_URL,
-                SANDBOX_EMAIL,
-                SANDBOX_TOKEN,
-            )
+        connection = self.connection()
         return MarketplaceClient(
-            base_url,
-            email,
-            token,
-            transport=transport,
+            connection.base_url,
+            connection.email,
+            connection.api_token,
+            transport=connection.transport,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             max_concurrency=self.max_concurrency,

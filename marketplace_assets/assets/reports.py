@@ -4,42 +4,53 @@ No `from __future__ import annotations` here: Dagster reads the asset function's
 definition time and refuses a `context` annotation it sees as a string.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.common import describe, marketplace_asset, start_run
+from marketplace_assets.assets.common import MarketplaceAsset, describe
+from marketplace_assets.assets.exports import build_export_asset
 from marketplace_assets.partitions import partitions_for, period_windows, window_of
+from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.fetch import Window, fetch_report
-from marketplace_assets.reports.report import Report
+from marketplace_assets.reports.report import Family, Report
 
 
 def build_report_asset(report: Report, *, start_date: date, sandbox: bool) -> dg.AssetsDefinition:
+    if report.family is Family.ASYNC_EXPORT:
+        return build_export_asset(report, start_date=start_date, sandbox=sandbox)
     partitions_def = partitions_for(report.cadence, start_date)
+    shape = MarketplaceAsset(
+        report.key,
+        report.invariants,
+        partitions_def,
+        report.partition_column if partitions_def is not None else None,
+        report.merge_keys,
+    )
 
     # A backfill of any range is one run and one ranged request per endpoint, not one per day.
-    @marketplace_asset(
-        key=report.key.path,
-        description=describe(report.summary, report.window, f"GET {report.endpoint}", sandbox=sandbox),
+    @shape.define(
+        description=describe(report.summary, report.window, report.request, sandbox=sandbox),
         sandbox=sandbox,
-        partitions_def=partitions_def,
-        partition_expr=report.partition_column if partitions_def is not None else None,
-        invariants=report.invariants,
         endpoint=report.endpoint,
     )
     def _report_asset(
-        context: dg.AssetExecutionContext, marketplace: MarketplaceResource
-    ) -> dg.Output[pl.DataFrame]:
-        run = start_run(context, marketplace, report.label)
-        windows = _request_windows(context, report)
-        frames = [fetch_report(run.client, report, marketplace.developer_id, w) for w in windows]
-        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-        if windows[0] is None or windows[-1] is None:
-            return run.output(frame)
-        return run.output(frame, window=f"{windows[0].start.isoformat()} to {windows[-1].end.isoformat()}")
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource, pii: PiiPolicy
+    ) -> Iterator[Any]:
+        with shape.api_run(context, marketplace) as run:
+            windows = _request_windows(context, report)
+            frames = [fetch_report(run.client, report, marketplace.developer_id, w) for w in windows]
+            frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+            if windows[0] is None or windows[-1] is None:
+                output = run.output(frame)
+            else:
+                span = f"{windows[0].start.isoformat()} to {windows[-1].end.isoformat()}"
+                output = run.output(frame, window=span)
+            yield from shape.finish(context, output, pii)
 
     return _report_asset
 
@@ -56,4 +67,5 @@ def _request_windows(context: dg.AssetExecutionContext, report: Report) -> list[
 def build_report_assets(
     reports: Iterable[Report], *, start_date: date, sandbox: bool
 ) -> list[dg.AssetsDefinition]:
+    """One asset per catalog row, export-backed rows included."""
     return [build_report_asset(r, start_date=start_date, sandbox=sandbox) for r in reports]

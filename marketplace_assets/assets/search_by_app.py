@@ -1,13 +1,19 @@
 """Search keywords per app: a month x app partition grid, the app dimension following the listings."""
 
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
 import dagster as dg
 import polars as pl
 
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.assets.common import describe, marketplace_asset, start_run
-from marketplace_assets.partitions import APPS, to_window
+from marketplace_assets.assets.common import MarketplaceAsset, describe
+from marketplace_assets.partitions import APPS, partitions_for, to_window
+from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.reports.parsers import parse_product_keywords
+from marketplace_assets.reports.report import Cadence
 
 PATH = "reporting/developer-space/{developerId}/products/{productId}/search-keywords"
 LABEL = "search/keywords_by_app"
@@ -21,33 +27,37 @@ WINDOW = (
 )
 
 
-def build_keywords_by_app_asset(*, start_date: str, sandbox: bool) -> dg.AssetsDefinition:
-    months = dg.MonthlyPartitionsDefinition(start_date=start_date)
+def build_keywords_by_app_asset(*, start_date: date, sandbox: bool) -> dg.AssetsDefinition:
+    months = partitions_for(Cadence.MONTHLY, start_date)
+    assert months is not None
     grid = dg.MultiPartitionsDefinition({"month": months, "app": APPS})
+    shape = MarketplaceAsset(
+        dg.AssetKey(["search", "keywords_by_app"]),
+        Invariants(non_negative=("count",)),
+        grid,
+        {"month": "month", "app": "product_id"},
+    )
 
-    @marketplace_asset(
-        key=["search", "keywords_by_app"],
-        description=describe(SUMMARY, WINDOW, f"GET /rest/3/{PATH}", sandbox=sandbox),
-        sandbox=sandbox,
-        partitions_def=grid,
-        partition_expr={"month": "month", "app": "product_id"},
-        invariants=Invariants(non_negative=("count",)),
+    @shape.define(
+        description=describe(SUMMARY, WINDOW, f"GET /rest/3/{PATH}", sandbox=sandbox), sandbox=sandbox
     )
     def keywords_by_app(
-        context: dg.AssetExecutionContext, marketplace: MarketplaceResource
-    ) -> dg.Output[pl.DataFrame]:
-        run = start_run(context, marketplace, LABEL)
-        frames = []
-        for key in context.partition_keys:
-            # One request per (month, app): the answer aggregates over its window and is for one app.
-            parts = grid.get_partition_key_from_str(key)
-            month, app = parts.keys_by_dimension["month"], parts.keys_by_dimension["app"]
-            window = to_window(months.time_window_for_partition_key(month))
-            path = PATH.format(developerId=marketplace.developer_id, productId=app)
-            frame = parse_product_keywords(run.client.get_json(path, window.params()), LABEL, window.start)
-            # The partition is the app asked for, whatever the summary says (or omits).
-            frames.append(frame.with_columns(pl.lit(app).alias("product_id")))
-        frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-        return run.output(frame)
+        context: dg.AssetExecutionContext, marketplace: MarketplaceResource, pii: PiiPolicy
+    ) -> Iterator[Any]:
+        with shape.api_run(context, marketplace) as run:
+            frames = []
+            for key in context.partition_keys:
+                # One request per (month, app): the answer aggregates over its window and is for one app.
+                parts = grid.get_partition_key_from_str(key)
+                month, app = parts.keys_by_dimension["month"], parts.keys_by_dimension["app"]
+                window = to_window(months.time_window_for_partition_key(month))
+                path = PATH.format(developerId=marketplace.developer_id, productId=app)
+                frame = parse_product_keywords(
+                    run.client.get_json(path, window.params()), LABEL, window.start
+                )
+                # The partition is the app asked for, whatever the summary says (or omits).
+                frames.append(frame.with_columns(pl.lit(app).alias("product_id")))
+            frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+            yield from shape.finish(context, run.output(frame), pii)
 
     return keywords_by_app

@@ -9,12 +9,15 @@ are plain asset functions in `assets/`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 import polars as pl
 
-from marketplace_assets.api.exports import REPORTING
+from marketplace_assets.api.exports import REPORTING, ExportKind
+from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import DistinctCount, Invariants, time_series
-from marketplace_assets.reports.report import Cadence, Family, Report
+from marketplace_assets.reports.report import Cadence, ExportSpec, Family, Report
 
 WEEKLY_WINDOW = (
     "One partition per week, Sunday to Saturday; each row's date is the Sunday that starts its week."
@@ -138,6 +141,40 @@ def _keywords(name: str, path: str, summary: str, invariants: Invariants) -> Rep
     )
 
 
+def _export(
+    area: str,
+    name: str,
+    kind: ExportKind,
+    summary: str,
+    window: str,
+    partition_column: str,
+    date_columns: tuple[str, ...],
+    export: ExportSpec,
+    **kw: Any,
+) -> Report:
+    """A report delivered by an async export, partitioned by day. A range is one export."""
+    return Report(
+        area, name, kind.start_path, Family.ASYNC_EXPORT, Cadence.DAILY, summary, window,
+        partition_column=partition_column, date_columns=date_columns, export=export, **kw,
+    )  # fmt: skip
+
+
+# How a marketing-attribution record is dated, in order: the evaluation's start date first.
+ATTRIBUTION_DATE_FIELDS = (
+    "evaluation_start_date",
+    "evaluation_date",
+    "start_date",
+    "date",
+    "activity_date",
+    "event_date",
+    "day",
+)
+
+
+def _updated_since(window: Window) -> dict[str, Any]:
+    return {"lastUpdated": window.start.isoformat()}
+
+
 FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
     "date": pl.Date(),
     "addon_key": pl.String(),
@@ -165,6 +202,33 @@ REPORTS: tuple[Report, ...] = (
     *(_transactions_by(m) for m in ("country", "hosting", "partner", "region", "tier", "type")),
     *(_sale_metric(m) for m in ("churn", "conversion", "renewal")),
     *(_sale_events(m) for m in ("churn", "conversion", "renewal")),
+    _export(
+        "sales",
+        "transactions",
+        ExportKind.TRANSACTIONS,
+        "Every sale, renewal, upgrade and refund: one row per transaction line item "
+        "(transaction_line_item_id; one transaction_id can have several), with customer, purchase (price, "
+        "vendor amount, discounts) and partner details.",
+        "One partition per day, by sale date (purchase_details_sale_date).",
+        "purchase_details_sale_date",
+        (
+            "purchase_details_sale_date",
+            "last_updated",
+            "purchase_details_maintenance_start_date",
+            "purchase_details_maintenance_end_date",
+        ),
+        ExportSpec(ExportKind.TRANSACTIONS, Window.params),
+        invariants=Invariants(
+            unique_keys=("transaction_line_item_id",),
+            identity=("transaction_line_item_id",),
+            numeric=("purchase_details_vendor_amount", "purchase_details_purchase_price"),
+            figures={
+                "vendor_amount": pl.col("purchase_details_vendor_amount").sum(),
+                "purchase_price": pl.col("purchase_details_purchase_price").sum(),
+                "transactions": DistinctCount("transaction_id"),
+            },
+        ),
+    ),
     Report(
         "sales",
         "free_starter_tier",
@@ -179,6 +243,50 @@ REPORTS: tuple[Report, ...] = (
             unique_keys=("app_entitlement_number", "date"),
             identity=("app_entitlement_number", "date"),
             figures={"licenses": DistinctCount("app_entitlement_number")},
+        ),
+    ),
+    # -- licenses --------------------------------------------------------------------------------------
+    _export(
+        "licenses",
+        "licenses",
+        ExportKind.LICENSES,
+        "Every version of every license ever observed: a license's row changes when it converts, renews, "
+        "upgrades or lapses, and each version (by last_updated) is kept. Duplicate rows the service sends "
+        "are removed on app_entitlement_number + last_updated.",
+        "One partition per day, by the date the license last changed (last_updated). Re-materializing a "
+        "day merges: it never deletes a version stored before.",
+        "last_updated",
+        ("last_updated", "maintenance_start_date", "maintenance_end_date"),
+        # lastUpdated is day-granular and revisions arrive late (docs/api-notes.md, "Freshness").
+        ExportSpec(ExportKind.LICENSES, _updated_since, lookback_days=5),
+        merge_keys=("app_entitlement_number", "last_updated"),
+        # The service has sent duplicate license rows (docs/api-notes.md, "Completeness"); the merge keeps
+        # one, so only warn.
+        invariants=Invariants(
+            unique_keys=("app_entitlement_number", "last_updated"),
+            identity=("app_entitlement_number", "last_updated"),
+            duplicates_are_errors=False,
+            figures={"licenses": DistinctCount("app_entitlement_number")},
+        ),
+    ),
+    # -- marketing -------------------------------------------------------------------------------------
+    _export(
+        "marketing",
+        "attribution",
+        ExportKind.ATTRIBUTION,
+        "Marketing attribution: customer activity on app pages (visits, evaluations, installs per app and "
+        "channel) in the 30 days before an evaluation starts.",
+        "One partition per day, by the evaluation's start date. The reference documents no record shape, so "
+        "each record is dated by the first of these fields it has: "
+        + ", ".join(ATTRIBUTION_DATE_FIELDS)
+        + ". The materialization's `dated_by` metadata says which were used.",
+        "date",
+        (),
+        # The record shape is not documented: see docs/api-notes.md, "Marketing attribution".
+        ExportSpec(ExportKind.ATTRIBUTION, Window.params, date_candidates=ATTRIBUTION_DATE_FIELDS),
+        invariants=Invariants(
+            non_negative=("visits", "unique_visitors", "evaluations", "installs"),
+            figures={n: pl.col(n).sum() for n in ("visits", "evaluations", "installs")},
         ),
     ),
     # -- feedback --------------------------------------------------------------------------------------
@@ -298,3 +406,5 @@ REPORTS: tuple[Report, ...] = (
 )
 
 REPORTS_BY_KEY: dict[dg.AssetKey, Report] = {r.key: r for r in REPORTS}
+# The reports an export sensor keeps fresh (a schedule would start a second export for the same days).
+EXPORT_REPORTS: tuple[Report, ...] = tuple(r for r in REPORTS if r.family is Family.ASYNC_EXPORT)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import dagster as dg
 import polars as pl
 
+from marketplace_assets.api.exports import ExportKind
 from marketplace_assets.reports.invariants import Invariants
+
+if TYPE_CHECKING:  # fetch.py imports this module
+    from marketplace_assets.reports.fetch import Window
 
 
 class Cadence(StrEnum):
@@ -31,6 +35,20 @@ class Family(StrEnum):
     PERIOD_DETAILS = "period_details"  # `details` records that aggregate the requested window
     APPEARANCES = "appearances"  # search appearances: total + per-app elements
     CSV_EXPORT = "csv_export"  # a CSV file for one `date`
+    ASYNC_EXPORT = "async_export"  # started, polled, then downloaded as a file (`api/exports.py`)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How an export-backed report is fetched: which export, with which filters for a window, how far
+    its sensor looks back, and how records without the partition column are dated."""
+
+    kind: ExportKind
+    # How a partition window becomes the export's filters.
+    params: Callable[[Window], dict[str, Any]]
+    lookback_days: int = 3  # the sensor re-exports this many recent days for late corrections
+    # Records with no `partition_column` are dated by the first of these fields they have.
+    date_candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,11 @@ class Report:
     per_period: bool = False
     # What must hold of the rows (asset checks) and the figures plotted per partition.
     invariants: Invariants = field(default_factory=Invariants)
+    # Set for Family.ASYNC_EXPORT: the export that delivers the rows.
+    export: ExportSpec | None = None
+    # Empty: a run replaces its partitions. Set: rows are merged on these keys, never deleting a
+    # stored version (the write mode).
+    merge_keys: tuple[str, ...] = ()
 
     @property
     def key(self) -> dg.AssetKey:
@@ -71,6 +94,11 @@ class Report:
     def endpoint(self) -> str:
         """The path as documented, for descriptions and metadata."""
         return "/rest/3/" + self.path.format_map({"developerId": "{developerId}", **self.path_params})
+
+    @property
+    def request(self) -> str:
+        """The request that fetches the report, as a description shows it."""
+        return f"{'POST' if self.family is Family.ASYNC_EXPORT else 'GET'} {self.endpoint}"
 
     def resolve_path(self, developer_id: str, **values: str) -> str:
         filled = {"developerId": developer_id, **self.path_params, **values}

@@ -21,7 +21,9 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from marketplace_assets.api.errors import TypeDriftError
 from marketplace_assets.columns import describe_column
+from marketplace_assets.field_types import check_stored_types
 from marketplace_assets.warehouse.base import (
     TableRef,
     Warehouse,
@@ -73,12 +75,19 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
         warehouse = open_warehouse(self.warehouse, on_wait=say_waiting, password=self.password)
         try:
+            # Before anything is written, against what the table holds: a text amount for a number
+            # column fails here naming the field, not as the database's conversion error mid-write.
+            check_stored_types(frame, context.asset_key.to_user_string(), warehouse.table_columns(table))
             if merge_keys is None:
                 result = warehouse.write(table, frame, scope)
             else:
                 result = warehouse.merge(table, frame, merge_keys, scope)
             if isinstance(frame, Batches):
                 frame.cleanup()  # staged on disk for this write only; a retry stages again
+        except TypeDriftError as exc:
+            if isinstance(frame, Batches):
+                frame.cleanup()
+            raise dg.Failure(description=f"{where}: {exc}", allow_retries=False) from None
         except WarehouseBusyError as exc:
             if self.busy_retries <= 0:
                 raise
@@ -142,6 +151,8 @@ def output_metadata(
         }
     if result.added_columns:
         metadata["added_columns"] = ", ".join(result.added_columns)
+    if result.created_table:
+        metadata["table_created"] = True
     return metadata
 
 
