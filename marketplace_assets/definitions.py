@@ -6,7 +6,6 @@ Secrets are bound through `dg.EnvVar`, so the UI shows variable names, never val
 from __future__ import annotations
 
 import logging
-import os
 
 import dagster as dg
 
@@ -33,7 +32,7 @@ LOG = logging.getLogger("marketplace_assets")
 
 def _env_or(name: str, value: str) -> str | dg.EnvVar:
     """Bind to the variable when it is set (so the UI shows its name), else use the default value."""
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else value
+    return dg.EnvVar(name) if MarketplaceSettings.variable_is_set(name) else value
 
 
 def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
@@ -105,7 +104,7 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
     # Bound to its variable (the UI shows the name, never the value); unset: libpq's PGPASSWORD/.pgpass.
     password = (
         dg.EnvVar("MARKETPLACE_WAREHOUSE_PASSWORD")
-        if os.environ.get("MARKETPLACE_WAREHOUSE_PASSWORD")
+        if settings.variable_is_set("MARKETPLACE_WAREHOUSE_PASSWORD")
         else None
     )
     assets = build_assets(settings)

@@ -1,7 +1,8 @@
 """Partition definitions by cadence, starting at MARKETPLACE_START_DATE.
 
 Weekly partitions run Sunday to Saturday because the API dates weekly elements on the Sunday that starts
-the week; monthly partitions start on the 1st, as monthly elements are dated. Only complete periods are
+the week; monthly partitions start on the 1st, as monthly elements are dated (docs/api-notes.md, "Windows
+and aggregation"). Only complete periods are
 offered (Dagster's default end offset), since a period still in progress would be stored half-full.
 """
 

@@ -176,6 +176,12 @@ class MarketplaceSettings(BaseSettings):
     def source(self) -> str:
         return "sandbox" if self.is_sandbox else "live"
 
+    @staticmethod
+    def variable_is_set(name: str) -> bool:
+        """Whether the process environment sets `name` (not blank). The definitions bind such a variable
+        with `dg.EnvVar`, so the UI shows its name, never its value."""
+        return bool(os.environ.get(name, "").strip())
+
     def missing_live_variables(self) -> list[str]:
         values = {
             "MARKETPLACE_DEVELOPER_ID": self.developer_id,

@@ -38,7 +38,8 @@ from marketplace_assets.api.errors import (
 from marketplace_assets.api.responses import next_href, offset_of, records_of, verify_download
 from marketplace_assets.constants import DEFAULT_BASE_URL
 
-# The service clamps `limit` to 50 on every offset-paged endpoint; asking for more only hides that.
+# The service clamps `limit` to 50 on every offset-paged endpoint; asking for more only hides that
+# (docs/api-notes.md, "Requests: arrays, limits and paging").
 OFFSET_PAGE_LIMIT = 50
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Transport failures worth another attempt: timeouts, refused/reset connections, bodies cut short.
@@ -76,7 +77,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def validate_range(start: date, end: date) -> None:
-    """The API answers a reversed range with an empty result instead of an error; refuse it here."""
+    """The API answers a reversed range with an empty result instead of an error; refuse it here
+    (docs/api-notes.md, "Windows and aggregation")."""
     if start > end:
         raise ValueError(
             f"startDate {start.isoformat()} is after endDate {end.isoformat()}: the Marketplace API would "
@@ -350,7 +352,8 @@ class MarketplaceClient:
 
 
 def _query(params: Params | None) -> list[tuple[str, str]] | None:
-    """Query pairs with array values repeated (`productId=a&productId=b`), never comma-joined."""
+    """Query pairs with array values repeated (`productId=a&productId=b`), never comma-joined
+    (docs/api-notes.md, "Requests: arrays, limits and paging")."""
     if not params:
         return None
     pairs: list[tuple[str, str]] = []

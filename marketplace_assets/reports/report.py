@@ -68,7 +68,7 @@ class Report:
     base_schema: Mapping[str, pl.DataType] = field(default_factory=dict)
     # The response aggregates over the requested window (top keywords, appearances, ...), so a range
     # cannot be split afterwards: the run asks once per partition period and stamps each answer with
-    # its period's start in `date`.
+    # its period's start in `date` (docs/api-notes.md, "Windows and aggregation").
     per_period: bool = False
     # What must hold of the rows (asset checks) and the figures plotted per partition.
     invariants: Invariants = field(default_factory=Invariants)
