@@ -1,7 +1,8 @@
 """The seams between the layers hold, checked in a fresh interpreter (the test process has imported
 everything already): `api/` reaches the simulator only through the implementation `definitions.py`
 chooses, so it never imports `sandbox/`; the settings do not need the client; and the simulator on its
-own (`python -m marketplace_assets.sandbox`) does not load Dagster or the sandbox resource."""
+own (`python -m marketplace_assets.sandbox`) does not load Dagster or the sandbox resource; and the
+schedules, sensors, checks and monitoring read the report catalog, never the assets package."""
 
 from __future__ import annotations
 
@@ -70,3 +71,18 @@ def test_the_simulator_alone_loads_neither_dagster_nor_the_resources() -> None:
     assert "marketplace_assets.sandbox.app" in loaded
     assert _under("dagster", loaded) == set()
     assert _under("marketplace_assets.api", loaded) == set()
+
+
+def test_schedules_sensors_checks_and_monitoring_read_the_catalog_not_the_assets() -> None:
+    # The catalog (`reports/`) says what each report is; the assets package is one consumer of it.
+    readers = [
+        "marketplace_assets.schedules",
+        "marketplace_assets.export_sensors",
+        "marketplace_assets.sensors",
+        "marketplace_assets.checks",
+        "marketplace_assets.monitoring",
+    ]
+    loaded = _loaded_after(readers)
+    assert set(readers) <= loaded
+    assert _under("marketplace_assets.assets", loaded) == set()
+    assert "marketplace_assets.reports.catalog" in loaded, "the schedules take the export reports from it"
