@@ -87,6 +87,59 @@ class WriteResult:
         reason = f"{table} does not exist and the rows have no columns: nothing to store"
         return cls(table=table, rows_written=0, rows_deleted=0, skipped_reason=reason)
 
+    @classmethod
+    def nothing_to_merge(cls, table: TableRef) -> WriteResult:
+        reason = f"{table} does not exist and there are no rows to merge"
+        return cls(table=table, rows_written=0, rows_deleted=0, skipped_reason=reason)
+
+    @classmethod
+    def replaced(cls, table: TableRef, schema: SchemaChange, written: int, deleted: int) -> WriteResult:
+        """A replace write: every row written was inserted."""
+        return cls(
+            table=table,
+            rows_written=written,
+            rows_deleted=deleted,
+            added_columns=schema.added,
+            widened_columns=schema.widened,
+            columns=schema.columns,
+            created_table=schema.created,
+            rows_inserted=written,
+        )
+
+    @classmethod
+    def merged(
+        cls,
+        table: TableRef,
+        schema: SchemaChange,
+        *,
+        written: int,
+        updated: int,
+        deleted: int,
+        duplicates: int,
+    ) -> WriteResult:
+        """A merge write: `updated` of the `written` rows replaced a stored version of their key."""
+        return cls(
+            table=table,
+            rows_written=written,
+            rows_deleted=deleted,
+            added_columns=schema.added,
+            widened_columns=schema.widened,
+            columns=schema.columns,
+            created_table=schema.created,
+            rows_inserted=written - updated,
+            rows_updated=updated,
+            duplicates_dropped=duplicates,
+        )
+
+
+class SchemaChange(Protocol):
+    """What a backend's schema preparation did to a table before the rows went in."""
+
+    added: list[str]
+    widened: list[str]
+    columns: dict[str, str]
+    created: bool
+
 
 class WarehouseError(Exception):
     """Base for errors the warehouse raises on purpose (as opposed to driver errors)."""
@@ -184,6 +237,19 @@ def check_merge_keys(table: TableRef, keys: Sequence[str]) -> list[str]:
     if len(set(keys)) != len(keys):
         raise MergeKeyError(f"Merge keys for {table} repeat a column: {keys}")
     return keys
+
+
+def merge_input(
+    table: TableRef, rows: Rows, keys: Sequence[str], scope: PartitionScope | None
+) -> tuple[list[str], Rows, int]:
+    """(keys, rows, repeated rows dropped) for a merge. A frame is validated (keys, nulls, scope) and
+    deduplicated before the database is touched: a bad frame must not even take the write lock. Staged
+    batches are validated one by one inside the transaction."""
+    keys = check_merge_keys(table, keys)
+    if isinstance(rows, pl.DataFrame):
+        frame, dropped = prepare_merge_frame(table, rows, keys, scope)
+        return keys, frame, dropped
+    return keys, rows, 0
 
 
 def prepare_merge_frame(

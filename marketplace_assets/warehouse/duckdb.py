@@ -103,16 +103,7 @@ class DuckDBWarehouse(DuckDBMerge):
                 return WriteResult.nothing_to_store(table)
             deleted = self._delete_rows(con, table, scope, columns)
             evolution.columns = columns
-        return WriteResult(
-            table=table,
-            rows_written=written,
-            rows_deleted=deleted,
-            added_columns=evolution.added,
-            widened_columns=evolution.widened,
-            columns=evolution.columns,
-            created_table=evolution.created,
-            rows_inserted=written,
-        )
+        return WriteResult.replaced(table, evolution, written, deleted)
 
     def _delete_rows(
         self,

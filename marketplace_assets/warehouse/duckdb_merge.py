@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
-import polars as pl
 
 from marketplace_assets.warehouse._duckdb_core import (
     FRAME_VIEW,
@@ -29,8 +28,8 @@ from marketplace_assets.warehouse.base import (
     MergeKeyError,
     TableRef,
     WriteResult,
-    check_merge_keys,
     logger,
+    merge_input,
     prepare_merge_frame,
 )
 from marketplace_assets.warehouse.batches import BATCH_ROWS, Batches, Rows, iter_batches
@@ -58,13 +57,7 @@ class DuckDBMerge(DuckDBCore):
         keys: Sequence[str],
         scope: PartitionScope | None = None,
     ) -> WriteResult:
-        keys = check_merge_keys(table, keys)
-        dropped = 0
-        if isinstance(rows, pl.DataFrame):
-            # Validate (keys, nulls, scope) and deduplicate a frame before opening the file: a bad
-            # frame must not even take the write lock. Batches are validated one by one inside.
-            rows, dropped = prepare_merge_frame(table, rows, keys, scope)
-        source = rows
+        keys, source, dropped = merge_input(table, rows, keys, scope)
         result = self._write_transaction(
             table, lambda con: self._merge_in_transaction(con, table, source, keys, dropped, scope)
         )
@@ -137,26 +130,13 @@ class DuckDBMerge(DuckDBCore):
         if not evolution.columns:
             evolution.columns = self._columns(con, table)
             if not evolution.columns:
-                return WriteResult(
-                    table=table,
-                    rows_written=0,
-                    rows_deleted=0,
-                    skipped_reason=f"{table} does not exist and there are no rows to merge",
-                )
+                return WriteResult.nothing_to_merge(table)
         if remembering:
             con.execute(f"DROP TABLE {_SEEN_KEYS}")
-        return WriteResult(
-            table=table,
-            rows_written=counts.written,
-            rows_deleted=counts.deleted,
-            added_columns=evolution.added,
-            widened_columns=evolution.widened,
-            columns=evolution.columns,
-            created_table=evolution.created,
-            rows_inserted=counts.written - counts.updated,
-            rows_updated=counts.updated,
-            duplicates_dropped=counts.duplicates,
-        )
+        return WriteResult.merged(
+            table, evolution, written=counts.written, updated=counts.updated, deleted=counts.deleted,
+            duplicates=counts.duplicates,
+        )  # fmt: skip
 
     @staticmethod
     def _stored_keys(prepared: PreparedTable, keys: list[str]) -> str:

@@ -114,16 +114,7 @@ class PostgresWarehouse(PostgresMerge):
             if isinstance(rows, Batches):
                 check_rows_in_scope(table, batch, scope)
             written += copy_batch(con, qt(table), batch, [prepared.name(c) for c in batch.columns])
-        return WriteResult(
-            table=table,
-            rows_written=written,
-            rows_deleted=deleted,
-            added_columns=prepared.added,
-            widened_columns=prepared.widened,
-            columns=prepared.columns,
-            created_table=prepared.created,
-            rows_inserted=written,
-        )
+        return WriteResult.replaced(table, prepared, written, deleted)
 
     @staticmethod
     def _delete_rows(

@@ -23,8 +23,8 @@ from marketplace_assets.warehouse.base import (
     MergeKeyError,
     TableRef,
     WriteResult,
-    check_merge_keys,
     logger,
+    merge_input,
     prepare_merge_frame,
 )
 from marketplace_assets.warehouse.batches import Batches, Rows, iter_batches
@@ -49,11 +49,7 @@ class PostgresMerge(PostgresCore):
     def merge(
         self, table: TableRef, rows: Rows, keys: Sequence[str], scope: PartitionScope | None = None
     ) -> WriteResult:
-        keys = check_merge_keys(table, keys)
-        dropped = 0
-        if isinstance(rows, pl.DataFrame):
-            rows, dropped = prepare_merge_frame(table, rows, keys, scope)
-        source = rows
+        keys, source, dropped = merge_input(table, rows, keys, scope)
         purpose = f"merging into {table} on {', '.join(keys)}"
         result = self._write(
             table,
@@ -85,12 +81,7 @@ class PostgresMerge(PostgresCore):
         staged = isinstance(rows, Batches)
         prepared = self._prepare(con, table, schemas_of(rows), keys, started)
         if prepared is None:
-            return WriteResult(
-                table=table,
-                rows_written=0,
-                rows_deleted=0,
-                skipped_reason=f"{table} does not exist and there are no rows to merge",
-            )
+            return WriteResult.nothing_to_merge(table)
         con.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(_STAGE, qt(table)))
         counts = _Counts(duplicates=dropped)
         for batch in iter_batches(rows):
@@ -101,18 +92,11 @@ class PostgresMerge(PostgresCore):
                 counts.duplicates += repeats
             if batch.height:
                 self._upsert_batch(con, table, prepared, batch, keys, staged, counts)
-        return WriteResult(
-            table=table,
-            rows_written=counts.written,
-            rows_deleted=counts.updated,  # each update replaced one stored version
-            added_columns=prepared.added,
-            widened_columns=prepared.widened,
-            columns=prepared.columns,
-            created_table=prepared.created,
-            rows_inserted=counts.written - counts.updated,
-            rows_updated=counts.updated,
-            duplicates_dropped=counts.duplicates,
-        )
+        return WriteResult.merged(
+            table, prepared, written=counts.written, updated=counts.updated,
+            deleted=counts.updated,  # each update replaced one stored version
+            duplicates=counts.duplicates,
+        )  # fmt: skip
 
     def _upsert_batch(
         self,
