@@ -95,16 +95,7 @@ class WriteResult:
     @classmethod
     def replaced(cls, table: TableRef, schema: SchemaChange, written: int, deleted: int) -> WriteResult:
         """A replace write: every row written was inserted."""
-        return cls(
-            table=table,
-            rows_written=written,
-            rows_deleted=deleted,
-            added_columns=schema.added,
-            widened_columns=schema.widened,
-            columns=schema.columns,
-            created_table=schema.created,
-            rows_inserted=written,
-        )
+        return cls.merged(table, schema, written=written, updated=0, deleted=deleted, duplicates=0)
 
     @classmethod
     def merged(
