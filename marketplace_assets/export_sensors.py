@@ -9,7 +9,8 @@ Each tick (bounded work, well inside Dagster's 60 s tick limit):
    started again after a backoff, at most `max_attempts` times; past the deadline (restarts included,
    MARKETPLACE_EXPORT_DEADLINE) or out of attempts, a run is requested that fails with the reason, so
    the failure is visible on the asset in the UI. Unknown statuses count as running, and are logged.
-The state lives in the sensor cursor as small JSON: the last day started and the exports in flight.
+The state lives in the sensor cursor as small JSON: the last day started and the exports in flight
+(`ExportJob.to_dict()`). What each step does is decided by `api/export_job.py`; this module performs it.
 """
 
 from __future__ import annotations
@@ -17,24 +18,39 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 
+from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.errors import MarketplaceApiError
-from marketplace_assets.api.exports import (
+from marketplace_assets.api.export_job import (
+    Action,
+    Download,
+    Driver,
     ExportHandle,
-    ExportStatus,
-    count_export_records,
-    export_status,
-    start_export,
+    ExportJob,
+    ExportPolicy,
+    GiveUp,
+    Log,
+    Observation,
+    Phase,
+    PollStatus,
+    Started,
+    StartExport,
+    StatusGone,
+    StatusRead,
+    Tick,
+    Wait,
+    advance,
 )
+from marketplace_assets.api.exports import count_export_records, export_status, start_export
 from marketplace_assets.api.resource import MarketplaceResource
-from marketplace_assets.reports.report import ExportSpec, Report
 from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.reports.fetch import Window
+from marketplace_assets.reports.report import ExportSpec, Report
 
 
 @dataclass(frozen=True)
@@ -50,25 +66,6 @@ class ExportSensorSettings:
     time_budget_seconds: float = 40  # stop polling for this tick after this long (ticks time out at 60 s)
 
 
-def _load(cursor: str | None) -> dict[str, Any]:
-    state = json.loads(cursor) if cursor else {}
-    return {"last_started": state.get("last_started"), "in_flight": list(state.get("in_flight", []))}
-
-
-def _run_request(
-    report: Report, job: dict[str, Any], config: dict[str, str], key_suffix: str
-) -> dg.RunRequest:
-    op_name = "__".join(report.key.path)
-    return dg.RunRequest(
-        run_key=f"{report.label}:{job['handle']['export_id']}{key_suffix}",
-        asset_selection=[report.key],
-        tags={
-            **range_tags(job["start"], job["end"]),
-        },
-        run_config={"ops": {op_name: {"config": config}}},
-    )
-
-
 def evaluate_export_sensor(
     context: dg.SensorEvaluationContext,
     marketplace: MarketplaceResource,
@@ -78,113 +75,121 @@ def evaluate_export_sensor(
     now: Callable[[], float] = time.time,
 ) -> dg.SensorResult:
     tick_started = time.monotonic()
-    deadline = (
-        settings.deadline_seconds if settings.deadline_seconds is not None else marketplace.export_deadline
-    )
-    state = _load(context.cursor)
-    requests: list[dg.RunRequest] = []
+    last_started, jobs = _load(context.cursor)
     last_key = partitions_def.get_last_partition_key()
     with marketplace.make_client(logger=context.log) as client:
         # 1. A newly complete day: one export for it and its lookback window.
-        if (
-            last_key
-            and last_key != state["last_started"]
-            and len(state["in_flight"]) < settings.max_in_flight
-        ):
+        if last_key and last_key != last_started and len(jobs) < settings.max_in_flight:
             latest = date.fromisoformat(last_key)
             first = max(
                 latest - timedelta(days=_export(report).lookback_days - 1),
                 date.fromisoformat(partitions_def.get_first_partition_key() or last_key),
             )
-            job = {
-                "start": first.isoformat(),
-                "end": latest.isoformat(),
-                "attempt": 1,
-                "started": now(),
-                "handle": None,
-            }
-            state["in_flight"].append(job)
-            state["last_started"] = last_key
-        # 2. Start what is waiting to start, poll what is running.
-        still: list[dict[str, Any]] = []
-        polls = 0
-        for job in state["in_flight"]:
+            jobs.append(ExportJob(start=first, end=latest))
+            last_started = last_key
+        # 2. One step for each job while the tick's budget lasts; the others wait for the next tick.
+        tick = _Tick(
+            context, client, marketplace.developer_id, report, _policy(report, settings, marketplace), now
+        )
+        still: list[ExportJob] = []
+        for job in jobs:
             out_of_time = time.monotonic() - tick_started > settings.time_budget_seconds
-            if polls >= settings.max_polls or out_of_time or now() < job.get("not_before", 0):
-                still.append(job)
-                continue
-            polls += 1
-            window = f"{job['start']}..{job['end']}"
-            if job["handle"] is None:
-                params = _export(report).params(_window(job))
+            stepped = job if tick.requests >= settings.max_polls or out_of_time else tick.step(job)
+            # A READY job has its run requested, one that GAVE_UP its failing run: neither stays.
+            if stepped.phase in (Phase.STARTING, Phase.RUNNING):
+                still.append(stepped)
+    cursor = {"last_started": last_started, "in_flight": [job.to_dict() for job in still]}
+    return dg.SensorResult(run_requests=tick.runs, cursor=json.dumps(cursor, separators=(",", ":")))
+
+
+def _load(cursor: str | None) -> tuple[str | None, list[ExportJob]]:
+    """The last day started and the jobs in flight; the cursors of the previous release load too."""
+    state = json.loads(cursor) if cursor else {}
+    return state.get("last_started"), [ExportJob.from_dict(job) for job in state.get("in_flight", [])]
+
+
+def _policy(report: Report, settings: ExportSensorSettings, marketplace: MarketplaceResource) -> ExportPolicy:
+    deadline = marketplace.export_deadline if settings.deadline_seconds is None else settings.deadline_seconds
+    return ExportPolicy(
+        max_attempts=settings.max_attempts,
+        deadline_seconds=deadline,
+        restart_backoff_seconds=settings.restart_backoff_seconds,
+        poll_interval_seconds=settings.minimum_interval_seconds,  # a status is read once a tick
+        driver=Driver.SENSOR,
+        label=report.label,
+    )
+
+
+@dataclass
+class _Tick:
+    """One tick's work: it performs what `advance` decides, counting its requests, and collects runs."""
+
+    context: dg.SensorEvaluationContext
+    client: MarketplaceClient
+    developer_id: str
+    report: Report
+    policy: ExportPolicy
+    now: Callable[[], float]
+    requests: int = 0  # starts and status polls, at most `max_polls` a tick
+    runs: list[dg.RunRequest] = field(default_factory=list)
+
+    def step(self, job: ExportJob) -> ExportJob:
+        """Advance the job until it waits for a later tick: one start or one poll, and what follows."""
+        observation: Observation | None = Tick()
+        while observation is not None:
+            job, actions = advance(job, observation, self.now(), self.policy)
+            observation = None
+            for action in actions:
+                answer = self._perform(job, action)
+                observation = answer if answer is not None else observation
+        return job
+
+    def _perform(self, job: ExportJob, action: Action) -> Observation | None:
+        match action:
+            case Log(level=level, message=message):
+                self.context.log.log(level, message)
+            case StartExport():
+                self.requests += 1
+                export = _export(self.report)
+                params = export.params(_window(job))
                 # The list's count for the same filters, taken before the export starts: the run that
                 # downloads the file fails if it holds fewer records.
-                job["expected"] = count_export_records(client, marketplace.developer_id, _export(report).kind, params)
-                job["handle"] = start_export(client, marketplace.developer_id, _export(report).kind, params).to_dict()
-                job["started"] = now()
-                job.setdefault("first_started", job["started"])
-                context.log.info(f"{report.label}: started export {job['handle']['export_id']} for {window}")
-                still.append(job)
-                continue
-            handle = ExportHandle.from_dict(job["handle"])
-            try:
-                status, raw = export_status(client, handle)
-            except MarketplaceApiError as exc:
-                if exc.status != 404:
-                    raise
-                status, raw = ExportStatus.FAILED, "gone (404)"  # the service no longer knows it: start again
-            if status is ExportStatus.COMPLETED:
-                context.log.info(
-                    f"{report.label}: export {handle.export_id} for {window} is ready; requesting its run"
-                )
-                config = {
+                expected = count_export_records(self.client, self.developer_id, export.kind, params)
+                return Started(start_export(self.client, self.developer_id, export.kind, params), expected)
+            case PollStatus(handle=handle):
+                self.requests += 1
+                try:
+                    return StatusRead(*export_status(self.client, handle))
+                except MarketplaceApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    return StatusGone()
+            case Download(handle=handle):
+                config: dict[str, Any] = {
                     "export_id": handle.export_id,
                     "status_href": handle.status_href,
                     "download_href": handle.download_href,
                 }
-                if job.get("expected") is not None:
-                    config["expected_records"] = job["expected"]
-                requests.append(_run_request(report, job, config, ""))
-                continue
-            if status is ExportStatus.UNKNOWN:
-                context.log.warning(
-                    f"{report.label}: export {handle.export_id} has unknown status {raw!r}; "
-                    "treated as running"
-                )
-            waited = now() - job.get("first_started", job["started"])
-            overdue = waited > deadline
-            if status is not ExportStatus.FAILED and not overdue:
-                still.append(job)
-                continue
-            problem = (
-                "FAILED"
-                if status is ExportStatus.FAILED
-                else f"was not finished after waiting {waited:.0f}s "
-                f"(MARKETPLACE_EXPORT_DEADLINE: {deadline:.0f}s)"
-            )
-            if job["attempt"] < settings.max_attempts and not overdue:
-                context.log.warning(
-                    f"{report.label}: export {handle.export_id} for {window} {problem}; starting it again "
-                    f"(attempt {job['attempt'] + 1} of {settings.max_attempts})"
-                )
-                still.append(
-                    {
-                        **job,
-                        "handle": None,
-                        "attempt": job["attempt"] + 1,
-                        "not_before": now() + settings.restart_backoff_seconds * job["attempt"],
-                    }
-                )
-                continue
-            times = f" {job['attempt']} times" if status is ExportStatus.FAILED else ""
-            message = (
-                f"the export for {window} {problem}{times} (last export {handle.export_id}); the sensor "
-                "gave up. Backfill these partitions to try again."
-            )
-            context.log.error(f"{report.label}: {message}")
-            requests.append(_run_request(report, job, {"failure": message}, ":failed"))
-        state["in_flight"] = still
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(state, separators=(",", ":")))
+                if job.expected is not None:
+                    config["expected_records"] = job.expected
+                self.runs.append(_run_request(self.report, job, handle, config, ""))
+            case GiveUp(message=message, handle=handle):
+                self.context.log.error(f"{self.report.label}: {message}")
+                self.runs.append(_run_request(self.report, job, handle, {"failure": message}, ":failed"))
+            case Wait():
+                pass  # a later tick advances the job again
+        return None
+
+
+def _run_request(
+    report: Report, job: ExportJob, handle: ExportHandle, config: dict[str, Any], key_suffix: str
+) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=f"{report.label}:{handle.export_id}{key_suffix}",
+        asset_selection=[report.key],
+        tags=range_tags(str(job.start), str(job.end)),
+        run_config={"ops": {"__".join(report.key.path): {"config": config}}},
+    )
 
 
 def _export(report: Report) -> ExportSpec:
@@ -192,8 +197,10 @@ def _export(report: Report) -> ExportSpec:
     return report.export
 
 
-def _window(job: dict[str, Any]) -> Window:
-    return Window(date.fromisoformat(job["start"]), date.fromisoformat(job["end"]))
+def _window(job: ExportJob) -> Window:
+    if job.start is None or job.end is None:
+        raise ValueError("an export sensor's job always has a range")
+    return Window(job.start, job.end)
 
 
 def build_export_sensor(
@@ -208,8 +215,9 @@ def build_export_sensor(
         name=f"{report.area}_{report.name}_export_sensor",
         description=(
             f"Starts and polls the async exports of {report.label}: the latest complete day plus "
-            f"{_export(report).lookback_days - 1} day(s) of lookback, one export per new day; launches one run per "
-            "finished export. Backfills from the UI do not need it: their runs start their own export."
+            f"{_export(report).lookback_days - 1} day(s) of lookback, one export per new day; launches one "
+            "run per finished export. Backfills from the UI do not need it: their runs start their own "
+            "export."
         ),
         minimum_interval_seconds=settings.minimum_interval_seconds,
         target=dg.AssetSelection.assets(report.key),

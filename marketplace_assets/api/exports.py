@@ -3,20 +3,44 @@
 Licenses, transactions and marketing attribution are pulled as async exports: the Marketplace prepares a
 file and the client downloads it when its status is COMPLETED. Sensors drive the lifecycle one step per
 tick (`start_export`, `export_status`, `download_export`); a run that was not launched by a sensor (a UI
-backfill, a manual materialization) drives the same steps itself with `run_export`.
+backfill, a manual materialization) drives the same steps itself with `run_export`. Both do what the state
+machine in `export_job.py` decides.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.errors import MarketplaceApiError, MarketplaceError
+
+# ExportStatus and ExportHandle live with the state machine (which this module drives) and are imported
+# from here as before.
+from marketplace_assets.api.export_job import (
+    Download,
+    Driver,
+    ExportHandle,
+    ExportJob,
+    ExportPolicy,
+    ExportStatus,
+    GiveUp,
+    Log,
+    NotReady,
+    Observation,
+    Phase,
+    PollStatus,
+    Started,
+    StartExport,
+    StatusRead,
+    Tick,
+    Wait,
+    advance,
+)
 
 # The prefix of every reporting path (the catalog's reports and the exports).
 REPORTING = "reporting/developer-space/{developerId}"
@@ -46,42 +70,12 @@ class ExportKind(StrEnum):
         )
 
 
-class ExportStatus(StrEnum):
-    QUEUED = "QUEUED"
-    IN_PROGRESS = "IN_PROGRESS"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    UNKNOWN = "UNKNOWN"  # any other value: treated as still running until a deadline
-
-
 class ExportFailedError(MarketplaceError):
     """The service reported FAILED (or the export could not be completed) after every restart."""
 
 
 class ExportNotReadyError(MarketplaceError):
     """The download answered 404 "Export is being processed": poll again, do not fail."""
-
-
-@dataclass(frozen=True)
-class ExportHandle:
-    """What identifies a started export; small enough to live in a sensor cursor and in run config."""
-
-    export_id: str
-    status_href: str
-    download_href: str
-    accept: str = "csv"
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ExportHandle:
-        return cls(
-            str(data["export_id"]),
-            str(data["status_href"]),
-            str(data["download_href"]),
-            str(data.get("accept", "csv")),
-        )
 
 
 def start_export(
@@ -138,18 +132,11 @@ def await_download(
     clock: Callable[[], float] = time.monotonic,
 ) -> Path:
     """Download a finished export, polling again while it answers "being processed" (up to the deadline)."""
-    started = clock()
-    while True:
-        try:
-            return download_export(client, handle)
-        except ExportNotReadyError:
-            waited = clock() - started
-            if waited > lifecycle.deadline:
-                raise ExportFailedError(
-                    f"export {handle.export_id} was still being processed after waiting {waited:.0f}s "
-                    f"(MARKETPLACE_EXPORT_DEADLINE: {lifecycle.deadline:.0f}s)"
-                ) from None
-            sleep(lifecycle.poll_interval)
+    # The run a sensor requested: the sensor saw the export COMPLETED, so only the file is awaited, and
+    # the deadline counts from here.
+    now = clock()
+    job = ExportJob(phase=Phase.READY, handle=handle, first_started=now, started=now)
+    return _see_through(client, job, _policy(lifecycle, Driver.SENSOR), print, sleep, clock)[1]
 
 
 @dataclass(frozen=True)
@@ -187,60 +174,57 @@ def run_export(
 ) -> tuple[ExportHandle, Path]:
     """Start an export and see it through inside a run: poll, download, restart a FAILED one, and give
     up once the deadline (restarts included) has passed, naming the export and the time waited."""
-    began = clock()
+    job = ExportJob(first_started=clock())  # the deadline counts from here, the first start included
+    policy = _policy(lifecycle, Driver.RUN, kind.value)
 
-    def time_left() -> float:
-        return lifecycle.deadline - (clock() - began)
+    def start() -> ExportHandle:
+        return start_export(client, developer_id, kind, params)
 
-    failed: list[str] = []
-    for attempt in range(lifecycle.max_restarts + 1):
-        if attempt:
-            sleep(max(0.0, min(lifecycle.restart_backoff * attempt, time_left())))
-        handle = start_export(client, developer_id, kind, params)
-        attempts = lifecycle.max_restarts + 1
-        log(f"{kind.value} export {handle.export_id} started (attempt {attempt + 1} of {attempts})")
-        path, last_status = _see_through(client, handle, lifecycle, time_left, log, sleep)
-        if path is not None:
-            return handle, path
-        if last_status != ExportStatus.FAILED.value:
-            raise ExportFailedError(
-                f"{kind.value} export {handle.export_id} did not complete within the deadline: waited "
-                f"{clock() - began:.0f}s (MARKETPLACE_EXPORT_DEADLINE: {lifecycle.deadline:.0f}s), last "
-                f"status {last_status!r}{'; earlier attempts: ' + ', '.join(failed) if failed else ''}. The "
-                "Marketplace may be slow to prepare exports; raise MARKETPLACE_EXPORT_DEADLINE or narrow the "
-                "date range."
-            )
-        failed.append(f"{handle.export_id} FAILED")
-        if time_left() <= 0:
-            break
-    raise ExportFailedError(
-        f"{kind.value} export did not complete after {len(failed)} attempt(s) in {clock() - began:.0f}s "
-        f"({', '.join(failed)}). The Marketplace may be having trouble preparing exports; re-run later or "
-        "narrow the date range."
+    return _see_through(client, job, policy, log, sleep, clock, start)
+
+
+def _policy(lifecycle: Lifecycle, driver: Driver, label: str = "") -> ExportPolicy:
+    return ExportPolicy(
+        max_attempts=lifecycle.max_restarts + 1,
+        deadline_seconds=lifecycle.deadline,
+        restart_backoff_seconds=lifecycle.restart_backoff,
+        poll_interval_seconds=lifecycle.poll_interval,
+        driver=driver,
+        label=label,
     )
 
 
 def _see_through(
     client: MarketplaceClient,
-    handle: ExportHandle,
-    lifecycle: Lifecycle,
-    time_left: Callable[[], float],
+    job: ExportJob,
+    policy: ExportPolicy,
     log: Callable[[str], None],
     sleep: Callable[[float], None],
-) -> tuple[Path | None, str]:
-    """Poll one export until it is downloaded (the file), FAILED, or out of time (None, last status)."""
-    last = ""
-    while time_left() > 0:
-        status, last = export_status(client, handle)
-        if status is ExportStatus.FAILED:
-            log(f"export {handle.export_id} FAILED")
-            return None, ExportStatus.FAILED.value
-        if status is ExportStatus.UNKNOWN:
-            log(f"export {handle.export_id}: unknown status {last!r}, treated as still running")
-        if status is ExportStatus.COMPLETED:
-            try:
-                return download_export(client, handle), last
-            except ExportNotReadyError:
-                log(f"export {handle.export_id} is COMPLETED but still being processed; polling on")
-        sleep(max(0.0, min(lifecycle.poll_interval, time_left())))
-    return None, last
+    clock: Callable[[], float],
+    start: Callable[[], ExportHandle] | None = None,
+) -> tuple[ExportHandle, Path]:
+    """Do what `advance` says, sleeping through its waits, until the file is downloaded; raise
+    ExportFailedError with its message when it gives up. A status that fails (a 404 included) raises."""
+    observation: Observation = Tick()
+    while True:
+        job, actions = advance(job, observation, clock(), policy)
+        observation = Tick()  # after a log or a wait: look again
+        for action in actions:
+            match action:
+                case Log(message=message):
+                    log(message)
+                case Wait(seconds=seconds):
+                    sleep(seconds)
+                case StartExport() if start is not None:
+                    observation = Started(start())
+                case PollStatus(handle=handle):
+                    observation = StatusRead(*export_status(client, handle))
+                case Download(handle=handle):
+                    try:
+                        return handle, download_export(client, handle)
+                    except ExportNotReadyError:
+                        observation = NotReady()
+                case GiveUp(message=message):
+                    raise ExportFailedError(message)
+                case _:
+                    raise MarketplaceError(f"a run that only downloads an export cannot {action}")

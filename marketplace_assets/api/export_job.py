@@ -1,0 +1,437 @@
+"""One async export's lifecycle as a pure state machine: given what was just seen, what to do next.
+
+Start the export, poll its status, download it once COMPLETED; start a FAILED one again after a backoff,
+at most `max_attempts` times; give up once the deadline, counted from the first start, has passed
+(restarts included); count an unknown status as running, and say so (docs/api-notes.md, "Async
+exports"). A status that answers 404 means the service forgot the export: as good as FAILED.
+
+`advance` makes no request and reads no clock: the driver passes the time and what the service answered,
+and performs the actions it gets back. Two drivers do, and they differ in how they wait:
+- a run that starts and polls its own export sleeps between steps (`api/exports.py`, `run_export`);
+- a sensor takes one step per tick and keeps the job in its cursor (`export_sensors.py`); the run it
+  requests only downloads the file (`await_download`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+
+class ExportStatus(StrEnum):
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"  # any other value: treated as still running until a deadline
+
+
+@dataclass(frozen=True)
+class ExportHandle:
+    """What identifies a started export; small enough to live in a sensor cursor and in run config."""
+
+    export_id: str
+    status_href: str
+    download_href: str
+    accept: str = "csv"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportHandle:
+        return cls(
+            str(data["export_id"]),
+            str(data["status_href"]),
+            str(data["download_href"]),
+            str(data.get("accept", "csv")),
+        )
+
+
+class Phase(StrEnum):
+    STARTING = "starting"  # no export running: start one once `not_before` has passed
+    RUNNING = "running"  # started: read its status
+    READY = "ready"  # the status said COMPLETED: download the file
+    GAVE_UP = "gave_up"  # failed for good; nothing more to do
+
+
+class Driver(StrEnum):
+    """Who performs the actions. They differ in what waiting costs, so in what they do at the deadline."""
+
+    # A run that starts and polls its own export holds a worker while it sleeps: no wait outlasts the
+    # deadline, and once it has passed the run stops without another request.
+    RUN = "run"
+    # A sensor waits for free between ticks: it reads the status once more before judging the deadline,
+    # so an export that completed meanwhile is still loaded. The run it requests only downloads.
+    SENSOR = "sensor"
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One export being seen through, across its restarts. A sensor keeps it in its cursor (`to_dict`).
+
+    Times are seconds on the driver's clock (a sensor's wall clock, a run's monotonic clock)."""
+
+    start: date | None = None  # the exported range; None for an export without one (licenses/current)
+    end: date | None = None
+    phase: Phase = Phase.STARTING
+    attempt: int = 1  # 1 for the first start, one more per restart
+    first_started: float | None = None  # the deadline counts from here, restarts included
+    started: float | None = None  # when the current attempt was started
+    not_before: float | None = None  # a restart waits out its backoff until then
+    handle: ExportHandle | None = None
+    # The list's count for the export's filters, taken before it started (docs/api-notes.md,
+    # "Completeness"); None where the report has no list or a run counts for itself.
+    expected: int | None = None
+    last_status: str = ""  # the raw status last read in this attempt (a run's deadline message names it)
+    failed: tuple[str, ...] = ()  # the ids of the attempts that FAILED (a run's messages list them)
+
+    @property
+    def window(self) -> str:
+        return f"{self.start}..{self.end}"
+
+    def waited(self, now: float) -> float:
+        # Without `first_started` (a cursor entry from before it was recorded), from the current start.
+        since = self.started if self.first_started is None else self.first_started
+        return 0.0 if since is None else now - since
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "start": None if self.start is None else self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "phase": self.phase.value,
+            "attempt": self.attempt,
+            "first_started": self.first_started,
+            "started": self.started,
+            "not_before": self.not_before,
+            "handle": None if self.handle is None else self.handle.to_dict(),
+            "expected": self.expected,
+            "last_status": self.last_status,
+            "failed": list(self.failed),
+        }
+        # Unset values are left out rather than written as null: the previous release compares
+        # `not_before` and `first_started` with numbers when present, and a cursor must survive a
+        # rollback. `handle` it always reads, so it stays.
+        return {key: value for key, value in data.items() if value is not None or key == "handle"}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExportJob:
+        """Reads `to_dict`, and the cursor entries of the previous release: no `phase` (it follows from
+        `handle`), maybe no `first_started`."""
+        handle = None if data.get("handle") is None else ExportHandle.from_dict(data["handle"])
+        return cls(
+            start=None if data.get("start") is None else date.fromisoformat(data["start"]),
+            end=None if data.get("end") is None else date.fromisoformat(data["end"]),
+            # A job without an export is starting whatever it says: the previous release restarts a
+            # job by clearing its handle and keeps every other key.
+            phase=Phase.STARTING if handle is None else Phase(data.get("phase", Phase.RUNNING)),
+            attempt=int(data.get("attempt", 1)),
+            first_started=_seconds(data.get("first_started")),
+            started=_seconds(data.get("started")),
+            not_before=_seconds(data.get("not_before")),
+            handle=handle,
+            expected=None if data.get("expected") is None else int(data["expected"]),
+            last_status=str(data.get("last_status", "")),
+            failed=tuple(str(export_id) for export_id in data.get("failed", ())),
+        )
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# -- what the driver saw --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Nothing new: time has passed (a sensor's tick, or the end of a run's wait)."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """The export was started; `expected` is the list's count for its filters, when one was taken."""
+
+    handle: ExportHandle
+    expected: int | None = None
+
+
+@dataclass(frozen=True)
+class StatusRead:
+    status: ExportStatus
+    raw: str  # the value the service sent (what UNKNOWN stood for)
+
+
+@dataclass(frozen=True)
+class StatusGone:
+    """The status answered 404: the service no longer knows the export."""
+
+
+@dataclass(frozen=True)
+class NotReady:
+    """The download answered 404 "Export is being processed": the file is not there yet."""
+
+
+Observation = Tick | Started | StatusRead | StatusGone | NotReady
+
+
+# -- what the driver is to do ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartExport:
+    """Start the export (a sensor counts the list's records for the same filters first)."""
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    handle: ExportHandle
+
+
+@dataclass(frozen=True)
+class Download:
+    """Download the file: a run does it, a sensor requests the run that does."""
+
+    handle: ExportHandle
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do for this long. A sensor moves on: a later tick advances the job again."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Log:
+    level: int  # logging.INFO, logging.WARNING
+    message: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """The export failed for good: a run raises the message, a sensor requests a run that fails with it."""
+
+    message: str
+    handle: ExportHandle  # the last export started
+
+
+Action = StartExport | PollStatus | Download | Wait | Log | GiveUp
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    max_attempts: int  # starts of one export, the first included
+    deadline_seconds: float  # MARKETPLACE_EXPORT_DEADLINE: from the first start, restarts included
+    restart_backoff_seconds: float  # times the attempt that FAILED: the wait before the next start
+    poll_interval_seconds: float
+    driver: Driver = Driver.SENSOR
+    label: str = ""  # what the messages call the export: a report's label, or a run's export kind
+
+    def poll_delay(self, since_start: float) -> float:
+        """The wait before the status is read again (or, for a run that only downloads, the file),
+        `since_start` seconds into the current attempt. Fixed for now; issue 13 makes it adaptive (about
+        a second at first, doubling up to the interval) here, and nowhere else."""
+        return self.poll_interval_seconds
+
+
+# -- the transitions -----------------------------------------------------------------------------------
+
+
+def advance(
+    job: ExportJob, observation: Observation, now: float, policy: ExportPolicy
+) -> tuple[ExportJob, list[Action]]:
+    """The job's next state and what to do, given what was observed at `now`. No request, no clock."""
+    match job.phase, observation:
+        case Phase.GAVE_UP, _:
+            return job, []
+        case Phase.STARTING, Tick():
+            if job.not_before is not None and now < job.not_before:
+                return job, [Wait(job.not_before - now)]
+            return job, [StartExport()]
+        case Phase.STARTING, Started(handle=handle, expected=expected):
+            first = now if job.first_started is None else job.first_started
+            running = replace(
+                job, phase=Phase.RUNNING, handle=handle, expected=expected, first_started=first,
+                started=now, not_before=None, last_status="",
+            )  # fmt: skip
+            return running, _say(_Event.STARTED, running, now, policy)
+        case Phase.RUNNING, Tick():
+            if policy.driver is Driver.RUN and _overdue(job, now, policy):
+                return _give_up(_Event.OVERDUE, job, now, policy)
+            return job, [PollStatus(_handle(job))]
+        case Phase.RUNNING, StatusRead(status=status, raw=raw):
+            return _status_read(replace(job, last_status=raw), status, now, policy)
+        case Phase.RUNNING, StatusGone():
+            return _failed(replace(job, last_status="gone (404)"), now, policy)
+        case Phase.READY, Tick():
+            return job, [Download(_handle(job))]
+        case Phase.READY, NotReady():
+            return _not_ready(job, now, policy)
+    raise ValueError(f"{type(observation).__name__} does not apply to an export job that is {job.phase}")
+
+
+def _status_read(
+    job: ExportJob, status: ExportStatus, now: float, policy: ExportPolicy
+) -> tuple[ExportJob, list[Action]]:
+    if status is ExportStatus.COMPLETED:
+        # Even past the deadline: the file is there, and loading it beats failing.
+        ready = replace(job, phase=Phase.READY)
+        return ready, [*_say(_Event.READY, ready, now, policy), Download(_handle(ready))]
+    if status is ExportStatus.FAILED:
+        return _failed(job, now, policy)
+    # QUEUED, IN_PROGRESS, or a value the reference does not list: running until the deadline.
+    said = _say(_Event.UNKNOWN, job, now, policy) if status is ExportStatus.UNKNOWN else []
+    if policy.driver is Driver.SENSOR and _overdue(job, now, policy):  # (a run judges before it reads)
+        gave_up, actions = _give_up(_Event.OVERDUE, job, now, policy)
+        return gave_up, [*said, *actions]
+    return job, [*said, _poll_wait(job, now, policy)]
+
+
+def _failed(job: ExportJob, now: float, policy: ExportPolicy) -> tuple[ExportJob, list[Action]]:
+    said = _say(_Event.FAILED, job, now, policy)
+    failed = replace(job, failed=(*job.failed, _handle(job).export_id))
+    if job.attempt >= policy.max_attempts or _overdue(job, now, policy):
+        gave_up, actions = _give_up(_Event.FAILED_FOR_GOOD, failed, now, policy)
+        return gave_up, [*said, *actions]
+    # The backoff grows with each attempt: a service that fails exports is often busy.
+    backoff = _wait(policy.restart_backoff_seconds * job.attempt, job, now, policy)
+    again = replace(
+        failed, phase=Phase.STARTING, attempt=job.attempt + 1, handle=None, expected=None, last_status="",
+        not_before=now + backoff.seconds,
+    )  # fmt: skip
+    return again, [*said, *_say(_Event.RESTARTING, job, now, policy), backoff]
+
+
+def _not_ready(job: ExportJob, now: float, policy: ExportPolicy) -> tuple[ExportJob, list[Action]]:
+    if policy.driver is Driver.RUN:
+        # A run that polls goes back to the status: it decides, and the deadline is judged there.
+        polling = replace(job, phase=Phase.RUNNING)
+        return polling, [*_say(_Event.NOT_READY, job, now, policy), _poll_wait(polling, now, policy)]
+    # The run a sensor requested has no status loop: it asks for the file again until the deadline.
+    if _overdue(job, now, policy):
+        return _give_up(_Event.STILL_PROCESSING, job, now, policy)
+    return job, [_poll_wait(job, now, policy)]
+
+
+def _give_up(
+    event: _Event, job: ExportJob, now: float, policy: ExportPolicy
+) -> tuple[ExportJob, list[Action]]:
+    return replace(job, phase=Phase.GAVE_UP), [GiveUp(_words(event, job, now, policy), _handle(job))]
+
+
+def _overdue(job: ExportJob, now: float, policy: ExportPolicy) -> bool:
+    # A run stops once no time is left: its last wait, cut to the time left, ends right at the deadline.
+    # A sensor, and the run it requests, give up once the deadline is exceeded.
+    if policy.driver is Driver.RUN:
+        return job.waited(now) >= policy.deadline_seconds
+    return job.waited(now) > policy.deadline_seconds
+
+
+def _poll_wait(job: ExportJob, now: float, policy: ExportPolicy) -> Wait:
+    since_start = 0.0 if job.started is None else now - job.started
+    return _wait(policy.poll_delay(since_start), job, now, policy)
+
+
+def _wait(seconds: float, job: ExportJob, now: float, policy: ExportPolicy) -> Wait:
+    if policy.driver is Driver.RUN:
+        seconds = max(0.0, min(seconds, policy.deadline_seconds - job.waited(now)))
+    return Wait(seconds)
+
+
+def _handle(job: ExportJob) -> ExportHandle:
+    if job.handle is None:
+        raise ValueError(f"an export job that is {job.phase} has no export")
+    return job.handle
+
+
+# -- what the messages say -----------------------------------------------------------------------------
+
+
+class _Event(StrEnum):
+    STARTED = "started"
+    READY = "ready"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+    RESTARTING = "restarting"
+    NOT_READY = "not_ready"
+    # Why it gave up (the message of GiveUp):
+    OVERDUE = "overdue"
+    FAILED_FOR_GOOD = "failed_for_good"
+    STILL_PROCESSING = "still_processing"
+
+
+_WARNINGS = frozenset({_Event.UNKNOWN, _Event.FAILED, _Event.RESTARTING})  # the others are INFO
+
+# Each driver's own words, as its users have read them so far; an event a driver has no words for is not
+# logged. A sensor logs on behalf of a report and names it first; the message of a sensor's GiveUp becomes
+# the failure of the run it requests.
+_WORDS: dict[Driver, dict[_Event, str]] = {
+    Driver.RUN: {
+        _Event.STARTED: "{label} export {export_id} started (attempt {attempt} of {attempts})",
+        _Event.UNKNOWN: "export {export_id}: unknown status {status!r}, treated as still running",
+        _Event.FAILED: "export {export_id} FAILED",
+        _Event.NOT_READY: "export {export_id} is COMPLETED but still being processed; polling on",
+        _Event.OVERDUE: (
+            "{label} export {export_id} did not complete within the deadline: waited {waited:.0f}s "
+            "(MARKETPLACE_EXPORT_DEADLINE: {deadline:.0f}s), last status {status!r}{earlier}. The "
+            "Marketplace may be slow to prepare exports; raise MARKETPLACE_EXPORT_DEADLINE or narrow the "
+            "date range."
+        ),
+        _Event.FAILED_FOR_GOOD: (
+            "{label} export did not complete after {failures} attempt(s) in {waited:.0f}s ({failed}). The "
+            "Marketplace may be having trouble preparing exports; re-run later or narrow the date range."
+        ),
+    },
+    Driver.SENSOR: {
+        _Event.STARTED: "{label}: started export {export_id} for {window}",
+        _Event.READY: "{label}: export {export_id} for {window} is ready; requesting its run",
+        _Event.UNKNOWN: "{label}: export {export_id} has unknown status {status!r}; treated as running",
+        _Event.RESTARTING: (
+            "{label}: export {export_id} for {window} FAILED; starting it again "
+            "(attempt {next_attempt} of {attempts})"
+        ),
+        _Event.OVERDUE: (
+            "the export for {window} was not finished after waiting {waited:.0f}s "
+            "(MARKETPLACE_EXPORT_DEADLINE: {deadline:.0f}s) (last export {export_id}); the sensor gave up. "
+            "Backfill these partitions to try again."
+        ),
+        _Event.FAILED_FOR_GOOD: (
+            "the export for {window} FAILED {attempt} times (last export {export_id}); the sensor gave up. "
+            "Backfill these partitions to try again."
+        ),
+        _Event.STILL_PROCESSING: (
+            "export {export_id} was still being processed after waiting {waited:.0f}s "
+            "(MARKETPLACE_EXPORT_DEADLINE: {deadline:.0f}s)"
+        ),
+    },
+}
+
+
+def _say(event: _Event, job: ExportJob, now: float, policy: ExportPolicy) -> list[Action]:
+    if event not in _WORDS[policy.driver]:
+        return []
+    level = logging.WARNING if event in _WARNINGS else logging.INFO
+    return [Log(level, _words(event, job, now, policy))]
+
+
+def _words(event: _Event, job: ExportJob, now: float, policy: ExportPolicy) -> str:
+    failed = ", ".join(f"{export_id} FAILED" for export_id in job.failed)
+    return _WORDS[policy.driver][event].format(
+        label=policy.label,
+        export_id="" if job.handle is None else job.handle.export_id,
+        window=job.window,
+        attempt=job.attempt,
+        next_attempt=job.attempt + 1,
+        attempts=policy.max_attempts,
+        status=job.last_status,
+        waited=job.waited(now),
+        deadline=policy.deadline_seconds,
+        failed=failed,
+        failures=len(job.failed),
+        earlier=f"; earlier attempts: {failed}" if failed else "",
+    )
