@@ -42,7 +42,7 @@ import duckdb
 import httpx
 
 from marketplace_assets.api.client import MarketplaceClient
-from marketplace_assets.api.exports import ExportKind, count_export_records, run_export
+from marketplace_assets.api.exports import count_export_records, run_export
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.exports import build_export_asset
 from marketplace_assets.dagster_conventions import range_tags
@@ -119,6 +119,8 @@ def stored(warehouse: str) -> tuple[int, float]:
 
 
 TRANSACTIONS = REPORTS_BY_KEY[dg.AssetKey(["sales", "transactions"])]
+assert TRANSACTIONS.export is not None
+EXPORT = TRANSACTIONS.export
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -139,12 +141,11 @@ def compare(args: argparse.Namespace) -> None:
         # The sandbox's first answers compute a year of volumes and the whole file: minutes at volume 78.
         with MarketplaceClient(base_url, EMAIL, TOKEN, read_timeout=3600) as client:
             counted = time.perf_counter()
-            expected = count_export_records(client, DEV, ExportKind.TRANSACTIONS, window.params())
+            expected = count_export_records(client, DEV, EXPORT.kind, window.params())
             count_seconds = time.perf_counter() - counted
             generated = time.perf_counter()
-            assert TRANSACTIONS.export is not None
-            params = TRANSACTIONS.export.params(window)
-            _, path = run_export(client, DEV, ExportKind.TRANSACTIONS, params, log=str)
+            params = EXPORT.params(window)
+            _, path = run_export(client, DEV, EXPORT.kind, params, log=str)
             generate_seconds = time.perf_counter() - generated
             file_mb = path.stat().st_size / 1e6
             path.unlink()

@@ -35,7 +35,8 @@ from marketplace_assets.api.export_job import (
     Wait,
     advance,
 )
-from marketplace_assets.api.exports import ExportFailedError, ExportKind, Lifecycle, run_export
+from marketplace_assets.api.exports import ExportFailedError, Lifecycle, run_export
+from marketplace_assets.reports.catalog import TRANSACTIONS_EXPORT
 
 INFO, WARNING = logging.INFO, logging.WARNING
 E0, E1, E2 = (ExportHandle(f"e{i}", f"/x/e{i}/status", f"/x/e{i}") for i in range(3))
@@ -345,7 +346,7 @@ def test_a_run_performs_the_actions_restarts_and_waits() -> None:
         clock[0] += seconds
 
     handle, path = run_export(
-        client, "dev", ExportKind.TRANSACTIONS, {}, lifecycle=Lifecycle(poll_interval=5, restart_backoff=30),
+        client, "dev", TRANSACTIONS_EXPORT, {}, lifecycle=Lifecycle(poll_interval=5, restart_backoff=30),
         log=lambda message: None, sleep=sleep, clock=lambda: clock[0],
     )  # fmt: skip
     assert (handle.export_id, path) == ("e2", Path("file.csv"))
@@ -362,7 +363,7 @@ def test_a_run_gives_up_at_the_deadline_without_another_request() -> None:
 
     with pytest.raises(ExportFailedError, match=r"e1 did not complete within the deadline: waited 12s"):
         run_export(
-            client, "dev", ExportKind.TRANSACTIONS, {}, lifecycle=Lifecycle(poll_interval=5, deadline=12),
+            client, "dev", TRANSACTIONS_EXPORT, {}, lifecycle=Lifecycle(poll_interval=5, deadline=12),
             log=lambda message: None, sleep=sleep, clock=lambda: clock[0],
         )  # fmt: skip
     # Polls at 0, 5 and 10 s; the last wait is cut to the 2 s left, and then nothing more is asked.

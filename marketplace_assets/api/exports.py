@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -46,28 +45,16 @@ from marketplace_assets.api.export_job import (
 REPORTING = "reporting/developer-space/{developerId}"
 
 
-class ExportKind(StrEnum):
-    LICENSES = "licenses"
-    TRANSACTIONS = "transactions"
-    ATTRIBUTION = "attribution"
+@dataclass(frozen=True)
+class ExportKind:
+    """An async export: its name (in messages and metadata), the path that starts it, and the offset-paged
+    list with the same filters, whose `totalCount` says how many records the export must hold (None: the
+    report has no such list, like marketing attribution). The catalog's export rows hold them
+    (`reports/catalog.py`), so a new export is a new row."""
 
-    @property
-    def list_path(self) -> str | None:
-        """The offset-paged list with the same filters, whose `totalCount` says how many records the
-        export must hold; marketing attribution has no such list."""
-        paths = {"licenses": "/licenses", "transactions": "/sales/transactions"}
-        return REPORTING + paths[self.value] if self.value in paths else None
-
-    @property
-    def start_path(self) -> str:
-        return (
-            REPORTING
-            + {
-                "licenses": "/licenses/async/export",
-                "transactions": "/sales/transactions/async/export",
-                "attribution": "/marketing-attribution/async/export",
-            }[self.value]
-        )
+    name: str
+    start_path: str  # under /rest/3; {developerId} is filled in
+    list_path: str | None = None
 
 
 class ExportFailedError(MarketplaceError):
@@ -97,7 +84,7 @@ def start_export(
         download_href = (links.get("download") or {}).get("href") or base
     except (KeyError, TypeError) as exc:
         raise MarketplaceError(
-            f"{kind.value} export: the start answer has no export id ({exc}): {str(body)[:200]}"
+            f"{kind.name} export: the start answer has no export id ({exc}): {str(body)[:200]}"
         ) from None
     return ExportHandle(export_id, status_href, download_href, accept)
 
@@ -175,7 +162,7 @@ def run_export(
     """Start an export and see it through inside a run: poll, download, restart a FAILED one, and give
     up once the deadline (restarts included) has passed, naming the export and the time waited."""
     job = ExportJob(first_started=clock())  # the deadline counts from here, the first start included
-    policy = _policy(lifecycle, Driver.RUN, kind.value)
+    policy = _policy(lifecycle, Driver.RUN, kind.name)
 
     def start() -> ExportHandle:
         return start_export(client, developer_id, kind, params)

@@ -17,7 +17,6 @@ from pydantic import Field
 
 from marketplace_assets.api.exports import (
     ExportHandle,
-    ExportKind,
     Lifecycle,
     await_download,
     count_export_records,
@@ -27,6 +26,7 @@ from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.assets.common import MarketplaceAsset, describe
 from marketplace_assets.partitions import partitions_for, window_of
 from marketplace_assets.pii import PiiPolicy
+from marketplace_assets.reports.catalog import LICENSES_EXPORT
 from marketplace_assets.reports.completeness import collapse_staged_duplicates, reconcile
 from marketplace_assets.reports.export_files import stage_export
 from marketplace_assets.reports.export_rows import date_records, describe_dating, rows_in_window
@@ -60,7 +60,7 @@ def build_export_asset(report: Report, *, start_date: date, sandbox: bool) -> dg
     @shape.define(
         description=describe(report.summary, report.window, report.request, sandbox=sandbox),
         sandbox=sandbox,
-        export=export.kind.value,
+        export=export.kind.name,
     )
     def _export_asset(
         context: dg.AssetExecutionContext,
@@ -145,9 +145,7 @@ def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
     )
 
     @shape.define(
-        description=describe(
-            summary, window, f"POST /rest/3/{ExportKind.LICENSES.start_path}", sandbox=sandbox
-        ),
+        description=describe(summary, window, f"POST /rest/3/{LICENSES_EXPORT.start_path}", sandbox=sandbox),
         sandbox=sandbox,
         deps=[dg.AssetKey(["licenses", "licenses"])],
         automation_condition=dg.AutomationCondition.eager(),
@@ -158,11 +156,11 @@ def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
         with shape.api_run(context, marketplace) as run:
 
             def count() -> int | None:
-                return count_export_records(run.client, marketplace.developer_id, ExportKind.LICENSES, {})
+                return count_export_records(run.client, marketplace.developer_id, LICENSES_EXPORT, {})
 
             expected = count()
             handle, path = run_export(
-                run.client, marketplace.developer_id, ExportKind.LICENSES, {},
+                run.client, marketplace.developer_id, LICENSES_EXPORT, {},
                 lifecycle=_lifecycle(marketplace), log=context.log.info,
             )  # fmt: skip
             try:

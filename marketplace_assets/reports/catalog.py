@@ -144,7 +144,6 @@ def _keywords(name: str, path: str, summary: str, invariants: Invariants) -> Rep
 def _export(
     area: str,
     name: str,
-    kind: ExportKind,
     summary: str,
     window: str,
     partition_column: str,
@@ -154,10 +153,17 @@ def _export(
 ) -> Report:
     """A report delivered by an async export, partitioned by day. A range is one export."""
     return Report(
-        area, name, kind.start_path, Family.ASYNC_EXPORT, Cadence.DAILY, summary, window,
+        area, name, export.kind.start_path, Family.ASYNC_EXPORT, Cadence.DAILY, summary, window,
         partition_column=partition_column, date_columns=date_columns, export=export, **kw,
     )  # fmt: skip
 
+
+# The exports with a list of the same records (its totalCount says how many an export must hold).
+TRANSACTIONS_EXPORT = ExportKind(
+    "transactions", REPORTING + "/sales/transactions/async/export", REPORTING + "/sales/transactions"
+)
+# licenses/licenses takes it by day; licenses/current takes it whole.
+LICENSES_EXPORT = ExportKind("licenses", REPORTING + "/licenses/async/export", REPORTING + "/licenses")
 
 # How a marketing-attribution record is dated, in order: the evaluation's start date first.
 ATTRIBUTION_DATE_FIELDS = (
@@ -205,7 +211,6 @@ REPORTS: tuple[Report, ...] = (
     _export(
         "sales",
         "transactions",
-        ExportKind.TRANSACTIONS,
         "Every sale, renewal, upgrade and refund: one row per transaction line item "
         "(transaction_line_item_id; one transaction_id can have several), with customer, purchase (price, "
         "vendor amount, discounts) and partner details.",
@@ -217,7 +222,7 @@ REPORTS: tuple[Report, ...] = (
             "purchase_details_maintenance_start_date",
             "purchase_details_maintenance_end_date",
         ),
-        ExportSpec(ExportKind.TRANSACTIONS, Window.params),
+        ExportSpec(TRANSACTIONS_EXPORT, Window.params),
         invariants=Invariants(
             unique_keys=("transaction_line_item_id",),
             identity=("transaction_line_item_id",),
@@ -249,7 +254,6 @@ REPORTS: tuple[Report, ...] = (
     _export(
         "licenses",
         "licenses",
-        ExportKind.LICENSES,
         "Every version of every license ever observed: a license's row changes when it converts, renews, "
         "upgrades or lapses, and each version (by last_updated) is kept. Duplicate rows the service sends "
         "are removed on app_entitlement_number + last_updated.",
@@ -258,7 +262,7 @@ REPORTS: tuple[Report, ...] = (
         "last_updated",
         ("last_updated", "maintenance_start_date", "maintenance_end_date"),
         # lastUpdated is day-granular and revisions arrive late (docs/api-notes.md, "Freshness").
-        ExportSpec(ExportKind.LICENSES, _updated_since, lookback_days=5),
+        ExportSpec(LICENSES_EXPORT, _updated_since, lookback_days=5),
         merge_keys=("app_entitlement_number", "last_updated"),
         # The service has sent duplicate license rows (docs/api-notes.md, "Completeness"); the merge keeps
         # one, so only warn.
@@ -273,7 +277,6 @@ REPORTS: tuple[Report, ...] = (
     _export(
         "marketing",
         "attribution",
-        ExportKind.ATTRIBUTION,
         "Marketing attribution: customer activity on app pages (visits, evaluations, installs per app and "
         "channel) in the 30 days before an evaluation starts.",
         "One partition per day, by the evaluation's start date. The reference documents no record shape, so "
@@ -283,7 +286,11 @@ REPORTS: tuple[Report, ...] = (
         "date",
         (),
         # The record shape is not documented: see docs/api-notes.md, "Marketing attribution".
-        ExportSpec(ExportKind.ATTRIBUTION, Window.params, date_candidates=ATTRIBUTION_DATE_FIELDS),
+        ExportSpec(
+            ExportKind("attribution", REPORTING + "/marketing-attribution/async/export"),
+            Window.params,
+            date_candidates=ATTRIBUTION_DATE_FIELDS,
+        ),
         invariants=Invariants(
             non_negative=("visits", "unique_visitors", "evaluations", "installs"),
             figures={n: pl.col(n).sum() for n in ("visits", "evaluations", "installs")},
