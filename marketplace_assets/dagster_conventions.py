@@ -4,11 +4,19 @@
   run over its lookback window). Dagster sets and reads them but exports no public constant.
 - Whether a cron string is one a schedule accepts: asked of `dg.ScheduleDefinition` itself (public), so
   our settings refuse exactly what Dagster would refuse.
+- The Dagster parameters in beta that the project uses on purpose (`backfill_policy`: a backfill of any
+  range is one run). Their warnings tell a user nothing to act on, so they are silenced where the
+  project passes them, and only there (`beta_parameters`).
 
 `marketplace_assets_tests/test_dagster_conventions.py` fails if Dagster changes either.
 """
 
 from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -19,6 +27,19 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 def range_tags(start: str, end: str) -> dict[str, str]:
     """The tags of one run over the partitions `start`..`end` (inclusive keys)."""
     return {RANGE_START_TAG: start, RANGE_END_TAG: end}
+
+
+BETA_PARAMETERS = ("backfill_policy",)
+
+
+@contextmanager
+def beta_parameters() -> Iterator[None]:
+    """Inside: Dagster's BetaWarning for the parameters in `BETA_PARAMETERS` is not shown. Any other
+    beta or superseded API still warns."""
+    names = "|".join(re.escape(name) for name in BETA_PARAMETERS)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=rf"Parameter `({names})` ", category=dg.BetaWarning)
+        yield
 
 
 @dg.op

@@ -5,6 +5,7 @@ Secrets are bound through `dg.EnvVar`, so the UI shows variable names, never val
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import dagster as dg
@@ -93,13 +94,20 @@ def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
     return [marketplace_apps_sensor, *exports]
 
 
+@functools.cache
+def _say_sandbox_mode(warehouse: str) -> None:
+    """Once per process: every process Dagster starts (code server, run workers, steps) loads the
+    definitions, and one line each is enough."""
+    LOG.warning(
+        "marketplace_assets is in SANDBOX mode (no MARKETPLACE_API_TOKEN, or MARKETPLACE_SANDBOX=1): "
+        "assets read simulated data and write to %s.",
+        warehouse,
+    )
+
+
 def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
     if settings.is_sandbox:
-        LOG.warning(
-            "marketplace_assets is in SANDBOX mode (no MARKETPLACE_API_TOKEN, or MARKETPLACE_SANDBOX=1): "
-            "assets read simulated data and write to %s.",
-            settings.warehouse_location,
-        )
+        _say_sandbox_mode(settings.warehouse_location)
     warehouse = _env_or("MARKETPLACE_WAREHOUSE", settings.warehouse_location)
     # Bound to its variable (the UI shows the name, never the value); unset: libpq's PGPASSWORD/.pgpass.
     password = (

@@ -25,6 +25,7 @@ from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.errors import MarketplaceError, MarketplaceUnavailableError
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.checks import check_specs, evaluate_checks, failed_before_write, new_fields_written
+from marketplace_assets.dagster_conventions import beta_parameters
 from marketplace_assets.field_types import check_field_types
 from marketplace_assets.monitoring import (
     PREVIEW_ROWS,
@@ -95,21 +96,22 @@ class MarketplaceAsset:
         if self.merge_keys:
             definition_metadata |= {"write_mode": "merge", "merge_keys": list(self.merge_keys)}
         single_run = self.partitions_def is not None and single_run_backfills
-        return dg.asset(
-            key=self.key,
-            group_name=self.key.path[0],
-            description=description,
-            partitions_def=self.partitions_def,
-            backfill_policy=dg.BackfillPolicy.single_run() if single_run else None,
-            metadata=definition_metadata,
-            kinds=KINDS,
-            pool=API_POOL,
-            io_manager_key="warehouse",
-            deps=list(deps),
-            automation_condition=automation_condition,
-            freshness_policy=freshness_policy_for(self.partitions_def),
-            check_specs=check_specs(self.key, self.invariants, date_column=self.date_column),
-        )
+        with beta_parameters():  # backfill_policy: a backfill of any range is one run
+            return dg.asset(
+                key=self.key,
+                group_name=self.key.path[0],
+                description=description,
+                partitions_def=self.partitions_def,
+                backfill_policy=dg.BackfillPolicy.single_run() if single_run else None,
+                metadata=definition_metadata,
+                kinds=KINDS,
+                pool=API_POOL,
+                io_manager_key="warehouse",
+                deps=list(deps),
+                automation_condition=automation_condition,
+                freshness_policy=freshness_policy_for(self.partitions_def),
+                check_specs=check_specs(self.key, self.invariants, date_column=self.date_column),
+            )
 
     @contextmanager
     def api_run(
