@@ -24,7 +24,7 @@ from marketplace_assets.reports.catalog import EXPORT_REPORTS, REPORTS
 from marketplace_assets.reports.partner_metrics import load_queries
 from marketplace_assets.sandbox.resource import SandboxMarketplaceResource
 from marketplace_assets.schedules import build_schedules, sensor_status
-from marketplace_assets.sensors import marketplace_apps_sensor
+from marketplace_assets.sensors import current_licenses_automation, marketplace_apps_sensor
 from marketplace_assets.settings import SANDBOX_DEVELOPER_ID, MarketplaceSettings, load_settings
 from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
 
@@ -84,6 +84,7 @@ def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
 
 
 def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
+    # licenses/current's automation sensor ships running too: it only follows licenses/licenses runs.
     # The apps sensor only reads the warehouse and adds partitions, so it always runs; the export sensors
     # call the API and launch runs, so they follow MARKETPLACE_AUTOMATION like the schedules.
     status = sensor_status(settings)
@@ -91,7 +92,7 @@ def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
         build_export_sensor(r, partitions_for(r.cadence, settings.start_date), default_status=status)
         for r in EXPORT_REPORTS
     )
-    return [marketplace_apps_sensor, *exports]
+    return [marketplace_apps_sensor, current_licenses_automation, *exports]
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""Sensors. `marketplace_apps_sensor` keeps the app dimension of per-app reports in step with listings."""
+"""Sensors. `marketplace_apps_sensor` keeps the app dimension of per-app reports in step with listings;
+`current_licenses_automation` refreshes licenses/current after the license history."""
 
 import dagster as dg
 
@@ -35,3 +36,19 @@ def marketplace_apps_sensor(
         return dg.SkipReason(f"all {len(listed)} listed apps are partitions already")
     context.log.info(f"adding {len(new)} app(s) to {APPS.name}: {', '.join(new)}")
     return dg.SensorResult(dynamic_partitions_requests=[APPS.build_add_request(new)])
+
+
+# licenses/current has an eager automation condition: it runs after every licenses/licenses
+# materialization. Dagster evaluates automation conditions in a sensor, and the default one it would make
+# ships stopped, so the refresh would silently never happen. This one covers just that asset, ships
+# running (it only acts after a licenses/licenses run someone launched) and shows under Automation.
+CURRENT_LICENSES = dg.AssetKey(["licenses", "current"])
+current_licenses_automation = dg.AutomationConditionSensorDefinition(
+    name="current_licenses_after_license_history",
+    target=dg.AssetSelection.assets(CURRENT_LICENSES),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materializes licenses/current after each licenses/licenses materialization (its eager "
+    "automation condition). On by default; switch it off here to stop the refresh.",
+)
+

@@ -17,7 +17,13 @@ from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TA
 from marketplace_assets.reports.parsers import parse_time_series
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
-from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev, live_settings
+from marketplace_assets_tests.dagster_dev import (
+    PROJECT_ROOT,
+    DagsterDev,
+    _selector,
+    dagster_dev,
+    live_settings,
+)
 from marketplace_assets_tests.test_definitions import EXPECTED
 
 pytestmark = pytest.mark.e2e
@@ -111,6 +117,11 @@ EXPORT_SENSORS = {
 }
 
 
+CURRENT_AUTOMATION = "current_licenses_after_license_history"
+AUTOMATION_SENSOR = """query ($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorType sensorState { status } } } }"""
+
+
 def test_switching_the_export_sensors_on_fills_the_tables(
     dev: DagsterDev, sandbox: Sandbox, warehouse: Path
 ) -> None:
@@ -137,6 +148,26 @@ def test_switching_the_export_sensors_on_fills_the_tables(
             dates = con.sql(f"SELECT DISTINCT {column} FROM {table}").pl().to_series()
         assert dates.len() > 0, table
         assert dates.max() <= yesterday and dates.min() >= date.fromisoformat(tags[RANGE_START_TAG])
+    # licenses/current follows licenses/licenses through its automation sensor, on without a toggle.
+    sensor = dev.graphql(AUTOMATION_SENSOR, {"selector": _selector(sensorName=CURRENT_AUTOMATION)})
+    assert sensor["sensorOrError"]["sensorState"]["status"] == "RUNNING", sensor
+    assert sensor["sensorOrError"]["sensorType"] == "AUTO_MATERIALIZE", (
+        sensor
+    )  # an automation condition sensor
+    deadline, current = time.monotonic() + 180, 0
+    while time.monotonic() < deadline and not current:
+        time.sleep(2)
+        try:
+            with duckdb.connect(str(warehouse), read_only=True) as con:
+                found = con.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'licenses' "
+                    "AND table_name = 'current'"
+                ).fetchone()
+                if found and found[0]:
+                    current = con.execute("SELECT count(*) FROM licenses.current").fetchone()[0]
+        except duckdb.IOException:  # a run holds the file for writing: look again
+            continue
+    assert current > 0, dev.log_tail()
 
 
 def test_a_quarter_of_transactions_from_the_ui_is_one_run_with_one_export(

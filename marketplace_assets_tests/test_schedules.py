@@ -223,6 +223,8 @@ def test_automation_sets_the_default_status_of_schedules_and_export_sensors(clea
     assert {s.default_status.value for s in defs.schedules} == {expected}
     sensors = {s.name: s.default_status.value for s in defs.sensors}
     assert sensors.pop("marketplace_apps_sensor") == "RUNNING"  # always on: it only adds app partitions
+    # Always on: it only refreshes licenses/current after a licenses/licenses run.
+    assert sensors.pop("current_licenses_after_license_history") == "RUNNING"
     assert sensors == {
         name: expected
         for name in (

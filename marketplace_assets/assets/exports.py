@@ -148,7 +148,11 @@ def build_current_licenses_asset(*, sandbox: bool) -> dg.AssetsDefinition:
         description=describe(summary, window, f"POST /rest/3/{LICENSES_EXPORT.start_path}", sandbox=sandbox),
         sandbox=sandbox,
         deps=[dg.AssetKey(["licenses", "licenses"])],
-        automation_condition=dg.AutomationCondition.eager(),
+        # Eager, except that it does not wait for every daily partition of the history to exist (most
+        # never will: an unpartitioned asset would count them all as missing deps and never run).
+        automation_condition=dg.AutomationCondition.eager().without(
+            ~dg.AutomationCondition.any_deps_missing()
+        ),
     )
     def current_licenses(
         context: dg.AssetExecutionContext, marketplace: MarketplaceResource, pii: PiiPolicy
