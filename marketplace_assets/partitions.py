@@ -39,6 +39,23 @@ def partitions_for(
             return None
 
 
+def describe_keys(partitions_def: dg.PartitionsDefinition | None) -> str:
+    """The partition keys of an asset in words, with the first one: what the UI's partition picker and a
+    backfill's range take. Empty for an unpartitioned asset or keys that are not dates."""
+    time_def = time_dimension(partitions_def)
+    if time_def is None or cadence_of(time_def) is None:
+        return ""
+    first, cadence = time_def.get_first_partition_key(), cadence_of(time_def)
+    if cadence is Cadence.WEEKLY:
+        key = f"the {'Monday' if time_def.day_offset == 1 else 'Sunday'} that starts the week"
+    else:
+        key = "the day" if cadence is Cadence.DAILY else "the 1st of the month"
+    words = f"Partition key: {key} (YYYY-MM-DD); the first is {first}."
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        words += " Each key pairs it with an app (its product id)."
+    return words
+
+
 def time_dimension(
     partitions_def: dg.PartitionsDefinition | None,
 ) -> dg.TimeWindowPartitionsDefinition | None:

@@ -51,4 +51,3 @@ current_licenses_automation = dg.AutomationConditionSensorDefinition(
     description="Materializes licenses/current after each licenses/licenses materialization (its eager "
     "automation condition). On by default; switch it off here to stop the refresh.",
 )
-

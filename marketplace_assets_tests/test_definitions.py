@@ -153,3 +153,30 @@ def test_definitions_module_imports_in_a_fresh_process(env: dict[str, str], tmp_
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(len(EXPECTED))
+
+
+@pytest.mark.parametrize(
+    ("asset", "key_words", "first"),
+    [
+        ("evaluations/by_hosting", "the Sunday that starts the week", "2024-01-07"),  # 2024-01-01 is a Monday
+        ("sales/transactions", "the day", "2024-01-01"),
+        ("benchmarks/churn", "the 1st of the month", "2024-01-01"),
+        ("partner_metrics/installs_by_major_version", "the Monday that starts the week", "2024-01-01"),
+        ("search/keywords_by_app", "the 1st of the month", "2024-01-01"),
+    ],
+)
+def test_descriptions_say_what_a_partition_key_is_and_the_first_one(
+    clean_env, asset: str, key_words: str, first: str
+) -> None:
+    clean_env.setenv("MARKETPLACE_START_DATE", "2024-01-01")
+    defs = build_definitions(load_settings())
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key.to_user_string() == asset)
+    assert f"Partition key: {key_words} (YYYY-MM-DD); the first is {first}." in (spec.description or "")
+    partitions = spec.partitions_def
+    assert partitions is not None
+    first_key = (
+        partitions.get_partition_keys()[0]
+        if not isinstance(partitions, dg.MultiPartitionsDefinition)
+        else (partitions.time_window_partitions_def.get_first_partition_key())
+    )
+    assert first_key == first, "the description names the key Dagster really starts at"

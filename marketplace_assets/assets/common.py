@@ -33,7 +33,7 @@ from marketplace_assets.monitoring import (
     freshness_policy_for,
     preview_markdown,
 )
-from marketplace_assets.partitions import time_dimension, to_window
+from marketplace_assets.partitions import describe_keys, time_dimension, to_window
 from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.warehouse.batches import Batches, BatchWriter, Rows
@@ -96,6 +96,8 @@ class MarketplaceAsset:
         if self.merge_keys:
             definition_metadata |= {"write_mode": "merge", "merge_keys": list(self.merge_keys)}
         single_run = self.partitions_def is not None and single_run_backfills
+        # The keys in words (the Sunday that starts the week, ...): the UI shows only "Weekly, starting ...".
+        description = "\n\n".join(p for p in (description, describe_keys(self.partitions_def)) if p)
         with beta_parameters():  # backfill_policy: a backfill of any range is one run
             return dg.asset(
                 key=self.key,
