@@ -66,7 +66,8 @@ def test_single_run_backfill_records_each_partitions_own_figures(tmp_path: Path)
         described = {c.name: c.description for c in schema.columns}
         assert (
             described["transaction_line_item_id"]
-            and described["purchase_details_vendor_amount"] == "Amount in USD"
+            and described["purchase_details_vendor_amount"]
+            == "What you receive for the line item after Atlassian's share, in USD (negative for a refund)"
         )
         preview = by_day[day]["preview"].value
         assert preview.startswith("|") and "transaction_id" in preview

@@ -1,7 +1,8 @@
 """From JSON records to a tidy polars frame: nested objects flattened, names in snake_case.
 
 `purchaseDetails.purchasePrice` becomes `purchase_details_purchase_price`; arrays stay list columns.
-Parsing is by field name: unknown fields become new columns, missing ones become nulls.
+Parsing is by field name: unknown fields become new columns, missing ones become nulls, and so do empty
+strings (`blanks_to_nulls`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def records_frame(
     does not depend on the data of one partition; `date_columns` are parsed from `YYYY-MM-DD`.
     """
     rows = [flatten(r) for r in records]
-    frame = pl.from_dicts(rows, infer_schema_length=None) if rows else pl.DataFrame()
+    frame = blanks_to_nulls(pl.from_dicts(rows, infer_schema_length=None) if rows else pl.DataFrame())
     for column, dtype in (base_schema or {}).items():
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
@@ -63,6 +64,18 @@ def records_frame(
     known = [c for c in (base_schema or {}) if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in known)
     return frame.select(known + rest)
+
+
+def blanks_to_nulls(frame: pl.DataFrame) -> pl.DataFrame:
+    """Empty text as null in every text column.
+
+    The API sends `""` for a field that has no value (feedback without a message), and its reference
+    gives an empty string no meaning of its own. An empty field of a CSV export is read as null too, so
+    the same records store alike whether they came as JSON or as a file, and `IS NULL` finds every
+    missing value. Only the empty string is touched: whitespace and list elements stay as sent.
+    """
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in text)
 
 
 def parse_dates(frame: pl.DataFrame, report: str, date_columns: Sequence[str]) -> pl.DataFrame:

@@ -128,7 +128,12 @@ def output_metadata(
     """Materialization metadata; ``merge_keys`` is given for merge writes."""
     schema = dg.TableSchema(
         columns=[
-            dg.TableColumn(name=name, type=sql_type, description=describe_column(name))
+            dg.TableColumn(
+                name=name,
+                type=sql_type,
+                # The table's own meaning of the column: `date`, `count`, ... differ between reports.
+                description=describe_column(f"{result.table.schema}/{result.table.name}", name),
+            )
             for name, sql_type in result.columns.items()
         ]
     )
