@@ -16,6 +16,7 @@ from marketplace_assets.assets.exports import build_current_licenses_asset
 from marketplace_assets.assets.partner_metrics import build_partner_metric_asset
 from marketplace_assets.assets.reports import build_report_assets
 from marketplace_assets.assets.search_by_app import build_keywords_by_app_asset
+from marketplace_assets.catalog_sensor import build_catalog_snapshot_sensor
 from marketplace_assets.export_sensors import build_export_sensor
 from marketplace_assets.jobs import update_app_listing
 from marketplace_assets.partitions import partitions_for
@@ -92,7 +93,12 @@ def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
         build_export_sensor(r, partitions_for(r.cadence, settings.start_date), default_status=status)
         for r in EXPORT_REPORTS
     )
-    return [marketplace_apps_sensor, current_licenses_automation, *exports]
+    return [
+        marketplace_apps_sensor,
+        current_licenses_automation,
+        *exports,
+        build_catalog_snapshot_sensor(status),
+    ]
 
 
 @functools.cache

@@ -99,3 +99,8 @@ def period_windows(context: dg.AssetExecutionContext) -> list[Window]:
 # The developer space's apps (product ids), kept in step with listings/apps by `marketplace_apps_sensor`.
 # Apps are only ever added: an app that leaves the listing keeps its partitions and its history.
 APPS = dg.DynamicPartitionsDefinition(name="marketplace_apps")
+
+# The product catalog's snapshots, one partition per day a snapshot was actually taken (its ISO date),
+# added by `catalog_snapshot_sensor` together with the run that fetches it. The API serves only its latest
+# snapshot, so a calendar of days would show every day not taken as missing forever.
+CATALOG_SNAPSHOTS = dg.DynamicPartitionsDefinition(name="catalog_snapshots")

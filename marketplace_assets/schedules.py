@@ -12,11 +12,14 @@ definition, named `<group>_<cadence>_refresh` (schedule: `<job>_schedule`):
 - daily, weekly (either week convention) and monthly partitions: the range rule above;
 - a month x app grid (search/keywords_by_app): one run per app over its months, as multi-partition
   keys order app-major, so one app's months are one contiguous key range;
-- partitions that include the current period (end_offset >= 1: catalog/product_catalog) are a snapshot
-  the API serves only for today: that one partition, one run, no lookback;
 - unpartitioned assets (listings/apps): refreshed daily, first of all;
-- left out, because something else drives them: assets with an automation condition (licenses/current)
-  and the assets of the export sensors (sales/transactions, licenses/licenses, marketing/attribution).
+- left out, because something else drives them: assets with an automation condition (licenses/current),
+  the assets of the export sensors (sales/transactions, licenses/licenses, marketing/attribution), and
+  the snapshots of catalog/product_catalog (`CATALOG_SNAPSHOTS`): the API serves only its latest
+  snapshot, so `catalog_snapshot_sensor` (catalog_sensor.py) asks it which one it serves, adds that
+  date as a partition and launches its run, for each new snapshot, at least daily.
+Partitions that include the period in progress (end_offset >= 1) have no rule and fail at load: a range
+tick would store the period half-full.
 
 Default ticks (UTC) are staggered an hour apart so that groups do not all call the API at once, and
 each lands a few hours after its newest period became available:
@@ -26,9 +29,7 @@ each lands a few hours after its newest period became available:
   03:00 tick on D takes D-2 as its newest day (D-1 comes with the next tick);
 - 04:00 on the day after a week is available: Monday for Sunday-Saturday weeks (the week ended Saturday
   night, available Sunday night), Tuesday for the Monday-Sunday weeks of partner metrics;
-- 05:00 on the 2nd: monthly reports (last month is available from 00:00 on the 2nd);
-- 06:00 daily: the product catalog snapshot for today, later in the day to leave Atlassian time to
-  publish it.
+- 05:00 on the 2nd: monthly reports (last month is available from 00:00 on the 2nd).
 MARKETPLACE_CRON_DAILY / _WEEKLY / _MONTHLY replace the tick times per cadence; the range is still
 decided by the availability rule at the tick time, so an early tick simply finds an older newest period.
 Every schedule and export sensor ships with MARKETPLACE_AUTOMATION's status (default stopped).
@@ -44,7 +45,7 @@ from enum import Enum
 import dagster as dg
 
 from marketplace_assets.dagster_conventions import range_tags
-from marketplace_assets.partitions import cadence_of, time_dimension
+from marketplace_assets.partitions import CATALOG_SNAPSHOTS, cadence_of, time_dimension
 from marketplace_assets.reports.catalog import EXPORT_REPORTS
 from marketplace_assets.reports.report import Cadence
 from marketplace_assets.settings import MarketplaceSettings
@@ -56,7 +57,6 @@ UNPARTITIONED_CRON = "0 2 * * *"
 DAILY_CRON = "0 3 * * *"
 WEEKLY_HOUR = 4
 MONTHLY_HOUR = 5
-SNAPSHOT_CRON = "0 6 * * *"
 
 # Groups whose data is revised long after the period: the churn benchmark lags 2-3 months and the sales
 # benchmark is republished quarterly (Feb, May, Aug, Nov), so a month is re-read for 3 more months.
@@ -64,6 +64,8 @@ MINIMUM_LOOKBACK_MONTHS = {"benchmarks": 3}
 
 # The export sensors start, poll and launch these assets' runs themselves.
 SENSOR_DRIVEN: frozenset[dg.AssetKey] = frozenset(r.key for r in EXPORT_REPORTS)
+# Partitions a sensor adds together with the run that fills each (catalog_snapshot_sensor).
+SENSOR_DRIVEN_PARTITIONS: frozenset[str] = frozenset({CATALOG_SNAPSHOTS.name or "catalog_snapshots"})
 
 WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
@@ -71,7 +73,6 @@ WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "S
 class Kind(Enum):
     RANGE = "range"  # newest available period + lookback, one run
     PER_APP = "per_app"  # the same month range, one run per app of the dynamic dimension
-    SNAPSHOT = "snapshot"  # today's partition only: the API serves nothing else
     UNPARTITIONED = "unpartitioned"  # the current state, once a day
 
 
@@ -118,11 +119,6 @@ class Refresh:
             return (
                 f"Refreshes the current state of {assets}, daily and early, so the marketplace_apps_sensor "
                 f"adds new apps before any per-app report runs. {when}"
-            )
-        if self.kind is Kind.SNAPSHOT:
-            return (
-                f"Materializes today's partition of {assets}, with no lookback: the API serves only its "
-                f"latest snapshot, so past days cannot be fetched again. {when}"
             )
         lookback = f"a {self.lookback}-{self.unit} lookback" if self.lookback else "no lookback"
         why = ""
@@ -181,12 +177,6 @@ def run_requests(
     job = refresh.job_name
     if refresh.kind is Kind.UNPARTITIONED:
         return [dg.RunRequest(run_key=f"{job}:{tick.date().isoformat()}")]
-    if refresh.kind is Kind.SNAPSHOT:
-        # The partition of the tick's own day, which exists as soon as the day starts (end_offset 1).
-        keys = refresh.time_partitions.get_partition_keys(current_time=tick)
-        if not keys:
-            return dg.SkipReason(f"{job}: no partition exists yet at {tick:%Y-%m-%d %H:%M} UTC.")
-        return [dg.RunRequest(run_key=f"{job}:{keys[-1]}", partition_key=keys[-1])]
     window = available_range(refresh.time_partitions, tick, refresh.lookback)
     if window is None:
         first, at = _first_available_at(refresh.time_partitions)
@@ -278,9 +268,11 @@ def _refresh_for(
         raise ValueError(f"{label}: no schedule rule for {type(partitions_def).__name__}")
     cadence = _cadence(time_partitions, label)
     if time_partitions.end_offset > 0:
-        # Includes the period in progress: a snapshot the API serves only now (the product catalog).
-        return Refresh(
-            group, keys, partitions_def, Kind.SNAPSHOT, cadence, settings.cron_daily or SNAPSHOT_CRON, 0
+        # The period in progress: a range tick would store it half-full. (The product catalog, which
+        # the API serves only as its latest snapshot, is partitioned by the snapshots taken instead.)
+        raise ValueError(
+            f"{label}: no schedule rule for partitions that include the period in progress "
+            f"(end_offset={time_partitions.end_offset})"
         )
     override = {
         Cadence.DAILY: settings.cron_daily,
@@ -296,6 +288,14 @@ def _refresh_for(
     return Refresh(group, keys, partitions_def, kind, cadence, cron, lookback)
 
 
+def _sensor_driven_partitions(partitions_def: dg.PartitionsDefinition | None) -> bool:
+    """Whether a sensor adds these partitions with the runs that fill them (the catalog's snapshots)."""
+    return (
+        isinstance(partitions_def, dg.DynamicPartitionsDefinition)
+        and partitions_def.name in SENSOR_DRIVEN_PARTITIONS
+    )
+
+
 def plan_refreshes(
     settings: MarketplaceSettings,
     assets: Sequence[dg.AssetsDefinition],
@@ -305,8 +305,12 @@ def plan_refreshes(
     grouped: dict[tuple[str, dg.PartitionsDefinition | None], list[dg.AssetKey]] = {}
     for asset in assets:
         for key in asset.keys:
-            if key in sensor_driven or asset.automation_conditions_by_key.get(key) is not None:
-                continue  # an export sensor or declarative automation materializes it
+            if (
+                key in sensor_driven
+                or asset.automation_conditions_by_key.get(key) is not None
+                or _sensor_driven_partitions(asset.partitions_def)
+            ):
+                continue  # a sensor or declarative automation materializes it
             grouped.setdefault((asset.group_names_by_key[key], asset.partitions_def), []).append(key)
     refreshes = [_refresh_for(group, tuple(keys), p, settings) for (group, p), keys in grouped.items()]
     names = [r.job_name for r in refreshes]

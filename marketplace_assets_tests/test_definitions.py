@@ -36,7 +36,7 @@ EXPECTED = {
     "search/appearances_by_app": ("search", WEEKLY),
     "search/keywords_by_app": ("search", "monthly x app"),
     "app_requests/approvals": ("app_requests", MONTHLY),
-    "catalog/product_catalog": ("catalog", DAILY),
+    "catalog/product_catalog": ("catalog", "snapshots taken (dynamic)"),
     "partner_metrics/installs_by_parent_software_version": ("partner_metrics", "weekly (Monday)"),
     "partner_metrics/installs_by_major_version": ("partner_metrics", "weekly (Monday)"),
     "partner_metrics/installs_by_minor_version": ("partner_metrics", "weekly (Monday)"),
@@ -61,6 +61,9 @@ def _cadence(asset: dg.AssetsDefinition) -> str | None:
         return None
     if isinstance(partitions, dg.MultiPartitionsDefinition):
         return "monthly x app"
+    if isinstance(partitions, dg.DynamicPartitionsDefinition):
+        assert partitions.name == "catalog_snapshots"
+        return "snapshots taken (dynamic)"
     crons = {"0 0 * * *": DAILY, "0 0 * * 0": WEEKLY, "0 0 * * 1": "weekly (Monday)", "0 0 1 * *": MONTHLY}
     return crons[partitions.cron_schedule]
 

@@ -24,6 +24,7 @@ import pytest
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets
+from marketplace_assets.partitions import CATALOG_SNAPSHOTS
 from marketplace_assets.sandbox import FaultRule, Sandbox, serve
 from marketplace_assets.sandbox.exports import configure_exports
 from marketplace_assets.sandbox.object_store import set_catalog_date
@@ -181,10 +182,14 @@ def load(case: Case, base_url: str, warehouse: Path) -> dg.ExecuteInProcessResul
     )
     tags = {RANGE_START_TAG: case.start, RANGE_END_TAG: case.end}
     kw: dict[str, Any] = {"partition_key": case.start} if case.start == case.end else {"tags": tags}
+    instance = dg.DagsterInstance.ephemeral()
+    if ASSETS[case.asset].partitions_def == CATALOG_SNAPSHOTS:
+        # The catalog's partitions are the snapshots taken: its sensor adds each before the run.
+        instance.add_dynamic_partitions(CATALOG_SNAPSHOTS.name, [case.start])
     return dg.materialize(
         [ASSETS[case.asset]],
         resources=asset_resources(resource, warehouse),
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
         raise_on_error=False,
         **kw,
     )

@@ -16,11 +16,18 @@ import pytest
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.definitions import build_assets, build_definitions
 from marketplace_assets.sandbox import Sandbox
-from marketplace_assets.schedules import build_schedules
+from marketplace_assets.schedules import build_schedules, plan_refreshes
 from marketplace_assets.settings import ConfigurationError, MarketplaceSettings, load_settings
 
 START, END = RANGE_START_TAG, RANGE_END_TAG
-EXCLUDED = {"sales/transactions", "licenses/licenses", "marketing/attribution", "licenses/current"}
+# Driven by a sensor (the export sensors; the catalog's snapshots) or by declarative automation.
+SENSOR_DRIVEN = {
+    "sales/transactions": "sales_transactions_export_sensor",
+    "licenses/licenses": "licenses_licenses_export_sensor",
+    "marketing/attribution": "marketing_attribution_export_sensor",
+    "catalog/product_catalog": "catalog_snapshot_sensor",
+}
+EXCLUDED = {*SENSOR_DRIVEN, "licenses/current"}
 
 
 def _schedules(settings: MarketplaceSettings) -> dict[str, dg.ScheduleDefinition]:
@@ -134,15 +141,43 @@ def test_the_range_is_clipped_to_the_start_date() -> None:
     )
 
 
-def test_product_catalog_asks_for_todays_snapshot_only(schedules) -> None:
+def test_product_catalog_is_fetched_daily_for_the_snapshot_the_api_serves() -> None:
+    """No schedule guesses the catalog's date: its sensor asks the API which snapshot it serves, at least
+    daily, and adds that date as a partition in the same tick as the run that fetches it."""
     defs = build_definitions(MarketplaceSettings(sandbox=True, start_date=date(2024, 1, 1)))
-    catalog = defs.resolve_schedule_def("catalog_daily_refresh_schedule")
-    assert catalog.cron_schedule == "0 6 * * *"
-    requests, skipped = tick(catalog, _at(2025, 3, 10, 6), repository_def=defs.get_repository_def())
-    assert skipped is None
-    [request] = requests
-    assert request.partition_key == "2025-03-10" and request.run_key == "catalog_daily_refresh:2025-03-10"
-    assert request.tags["dagster/partition"] == "2025-03-10" and START not in request.tags
+    sensor = defs.resolve_sensor_def("catalog_snapshot_sensor")
+    assert sensor.minimum_interval_seconds is not None and sensor.minimum_interval_seconds <= 24 * 3600
+    targeted = defs.resolve_job_def(sensor.job_name).asset_layer.selected_asset_keys
+    assert targeted == {dg.AssetKey(["catalog", "product_catalog"])}
+    with dg.instance_for_test() as instance:
+        before = datetime.now(UTC).date().isoformat()
+        # The definitions' own Marketplace resource: in sandbox mode, the built-in simulated one.
+        resources = {"marketplace": defs.resources["marketplace"]}
+        with dg.build_sensor_context(
+            instance_ref=instance.get_ref(), definitions=defs, resources=resources
+        ) as context:
+            data = sensor.evaluate_tick(context)
+        after = datetime.now(UTC).date().isoformat()
+    # The sandbox serves the snapshot of the clock's UTC day.
+    [request] = data.run_requests or []
+    served = request.partition_key
+    assert served in {before, after}
+    assert request.run_key == f"catalog_snapshot:{served}" and request.tags["dagster/partition"] == served
+    assert START not in request.tags  # one snapshot, never a range
+    [added] = data.dynamic_partitions_requests or []
+    assert isinstance(added, dg.AddDynamicPartitionsRequest)
+    assert added.partitions_def_name == "catalog_snapshots" and list(added.partition_keys) == [served]
+
+
+def test_partitions_that_include_the_period_in_progress_have_no_schedule_rule() -> None:
+    @dg.asset(
+        key=["catalog", "in_progress"],
+        partitions_def=dg.DailyPartitionsDefinition("2025-01-01", end_offset=1),
+    )
+    def in_progress() -> None: ...
+
+    with pytest.raises(ValueError, match=r"catalog/in_progress: .*period in progress"):
+        plan_refreshes(MarketplaceSettings(sandbox=True), [in_progress])
 
 
 def test_listings_refresh_daily_before_the_reports(schedules) -> None:
@@ -198,7 +233,8 @@ def test_lookbacks_and_tick_times_come_from_the_environment(clean_env) -> None:
     # More than the benchmarks' minimum: the larger wins.
     assert only_range(found["benchmarks_monthly_refresh_schedule"], _at(2025, 6, 3, 1))[0] == "2024-12-01"
     crons = Counter(s.cron_schedule for s in found.values())
-    assert crons == {"30 7 * * *": 4, "0 9 * * 3": 5, "0 1 3 * *": 6}
+    # Daily: listings, sales and feedback (the catalog's snapshots are taken by their sensor).
+    assert crons == {"30 7 * * *": 3, "0 9 * * 3": 5, "0 1 3 * *": 6}
 
 
 def test_an_invalid_cron_override_names_the_variable(clean_env) -> None:
@@ -231,6 +267,7 @@ def test_automation_sets_the_default_status_of_schedules_and_export_sensors(clea
             "sales_transactions_export_sensor",
             "licenses_licenses_export_sensor",
             "marketing_attribution_export_sensor",
+            "catalog_snapshot_sensor",  # it calls the API and launches runs, like the export sensors
         )
     }
 
@@ -252,6 +289,16 @@ def test_every_asset_is_on_exactly_one_schedule_except_those_driven_elsewhere() 
     every = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert set(targeted) == every - EXCLUDED
     assert set(targeted.values()) == {1}
+    # Each asset left out is driven elsewhere: by exactly its own sensor, or by its automation condition.
+    by_sensor: dict[str, list[str]] = {}
+    for sensor in defs.sensors:
+        if sensor.has_jobs:
+            for key in defs.resolve_job_def(sensor.job_name).asset_layer.selected_asset_keys:
+                by_sensor.setdefault(key.to_user_string(), []).append(sensor.name)
+    assert {asset: by_sensor.get(asset) for asset in SENSOR_DRIVEN} == {
+        asset: [sensor] for asset, sensor in SENSOR_DRIVEN.items()
+    }
+    assert graph.get(dg.AssetKey(["licenses", "current"])).automation_condition is not None
     # The listing job is still there next to the refresh jobs.
     assert defs.resolve_job_def("update_app_listing") is not None
 

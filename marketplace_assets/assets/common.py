@@ -16,6 +16,7 @@ failure into a message that names the report, the partitions and the API's answe
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -35,6 +36,7 @@ from marketplace_assets.monitoring import (
 )
 from marketplace_assets.partitions import describe_keys, time_dimension, to_window
 from marketplace_assets.pii import PiiPolicy
+from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.invariants import Invariants
 from marketplace_assets.warehouse.batches import Batches, BatchWriter, Rows
 
@@ -62,6 +64,9 @@ class MarketplaceAsset:
     partitions_def: dg.PartitionsDefinition | None = None
     partition_expr: str | Mapping[str, str] | None = None
     merge_keys: tuple[str, ...] = ()
+    # Partitions that are no time windows but are each named by the date of their rows (the catalog's
+    # snapshots, dynamic): `dates_in_partition` checks the rows against the run's days all the same.
+    dated_keys: bool = False
 
     @property
     def label(self) -> str:
@@ -69,7 +74,9 @@ class MarketplaceAsset:
 
     @property
     def date_column(self) -> str | None:
-        """The column the time partitions are cut on, if the asset has one."""
+        """The column the time partitions (or date-named ones) are cut on, if the asset has one."""
+        if self.dated_keys and isinstance(self.partition_expr, str):
+            return self.partition_expr
         if time_dimension(self.partitions_def) is None or self.partition_expr is None:
             return None
         if isinstance(self.partition_expr, str):
@@ -209,8 +216,8 @@ def _check_and_describe(
     pii_described: str,
 ) -> Iterator[dg.Output[Rows] | dg.AssetCheckResult]:
     frame = rows.lazy() if isinstance(rows, Batches) else rows
-    # Partitioned by time whenever there is a date column, so the run always has a time window.
-    window = to_window(context.partition_time_window) if shape.date_column else None
+    # Partitioned by time (or by dates) whenever there is a date column, so the run always has its days.
+    window = _run_days(context, shape) if shape.date_column else None
     results = evaluate_checks(frame, shape.invariants, date_column=shape.date_column, window=window)
     blocked = failed_before_write(results, shape.invariants, shape.date_column)
     if blocked is not None:
@@ -249,6 +256,14 @@ def _check_and_describe(
     yield dg.Output(rows, metadata=metadata)
     yield from results
     yield _new_fields_check(context, shape.key, fields)
+
+
+def _run_days(context: dg.AssetExecutionContext, shape: MarketplaceAsset) -> Window:
+    """The run's days: its time window, or the first to the last of its date-named partitions."""
+    if shape.dated_keys:
+        days = sorted(date.fromisoformat(key) for key in context.partition_keys)
+        return Window(days[0], days[-1])
+    return to_window(context.partition_time_window)
 
 
 def _new_fields_check(
