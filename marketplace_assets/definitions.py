@@ -39,18 +39,18 @@ def _env_or(name: str, value: str) -> str | dg.EnvVar:
 
 def marketplace_resource(settings: MarketplaceSettings) -> MarketplaceResource:
     """The one place the implementation is chosen: the simulated Marketplace in sandbox mode, else live."""
-    # Timeouts and the export deadline come from their own variables in both modes, so changing one
-    # does not mean restating the resource's config.
+    # Timeouts, the export deadline and the export poll interval come from their own variables in both
+    # modes, so changing one does not mean restating the resource's config. (The poll interval's default
+    # differs by mode: the sandbox prepares exports in seconds; the settings choose it.)
     limits = {
         "connect_timeout": settings.connect_timeout,
         "read_timeout": settings.read_timeout,
         "export_deadline": settings.export_deadline_seconds,
+        "export_poll_interval": settings.export_poll_interval_seconds,
     }
     if settings.is_sandbox:
-        # The sandbox prepares exports in seconds: poll it every second, not every five.
         return SandboxMarketplaceResource(
             developer_id=settings.developer_id or SANDBOX_DEVELOPER_ID,
-            export_poll_interval=1.0,
             **limits,
         )
     return MarketplaceResource(

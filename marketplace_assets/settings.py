@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from marketplace_assets.constants import DEFAULT_BASE_URL
+from marketplace_assets.constants import DEFAULT_BASE_URL, DEFAULT_EXPORT_POLL_INTERVAL
 from marketplace_assets.dagster_conventions import is_valid_cron
 
 try:
@@ -33,6 +33,9 @@ SANDBOX_WAREHOUSE = "data/sandbox.duckdb"
 LIVE_WAREHOUSE = "data/marketplace.duckdb"
 LIVE_REQUIRED = ("MARKETPLACE_DEVELOPER_ID", "MARKETPLACE_EMAIL", "MARKETPLACE_API_TOKEN")
 DEFAULT_EXPORT_DEADLINE = timedelta(hours=3)
+# The sandbox prepares its exports in a few polls, so its poll interval is a second (live:
+# DEFAULT_EXPORT_POLL_INTERVAL, 30 s).
+SANDBOX_EXPORT_POLL_INTERVAL = 1.0
 # Warehouse URLs the PostgreSQL backend will take (the same prefixes `open_warehouse` recognises).
 POSTGRES_PREFIXES = ("postgresql://", "postgres://", "postgresql+")
 
@@ -85,6 +88,9 @@ class MarketplaceSettings(BaseSettings):
     # HTTP timeouts of every API call, in seconds.
     read_timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     connect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # Seconds: the longest wait between an export's status polls; None: the mode's default (see
+    # export_poll_interval_seconds).
+    export_poll_interval: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # A YAML file of partner-metric queries (reports/partner_metrics.py); unset: the default queries.
     partner_metrics: Path | None = None
 
@@ -110,7 +116,7 @@ class MarketplaceSettings(BaseSettings):
             raise ValueError("not a 5-field cron expression such as '0 3 * * *'")
         return value.strip()
 
-    @field_validator("read_timeout", "connect_timeout", mode="before")
+    @field_validator("read_timeout", "connect_timeout", "export_poll_interval", mode="before")
     @classmethod
     def _blank_timeout_is_default(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str) and not value.strip():
@@ -160,6 +166,13 @@ class MarketplaceSettings(BaseSettings):
         return self.export_deadline.total_seconds()
 
     @property
+    def export_poll_interval_seconds(self) -> float:
+        """MARKETPLACE_EXPORT_POLL_INTERVAL, or the mode's default when it is unset."""
+        if self.export_poll_interval is not None:
+            return self.export_poll_interval
+        return SANDBOX_EXPORT_POLL_INTERVAL if self.is_sandbox else DEFAULT_EXPORT_POLL_INTERVAL
+
+    @property
     def is_sandbox(self) -> bool:
         """Sandbox when asked for, or when no API token is set and sandbox was not switched off."""
         if self.sandbox is not None:
@@ -205,7 +218,8 @@ def load_settings() -> MarketplaceSettings:
             problems.append(f"{name}{shown}: {error['msg']}")
         raise ConfigurationError(
             "Invalid configuration: " + "; ".join(problems) + ". Fix the environment variable or .env entry "
-            "(dates are YYYY-MM-DD, MARKETPLACE_SANDBOX is 1/0/true/false, timeouts are seconds above 0)."
+            "(dates are YYYY-MM-DD, MARKETPLACE_SANDBOX is 1/0/true/false, timeouts and the export poll "
+            "interval are seconds above 0)."
         ) from None
     if settings.pii == "hash" and settings.pii_salt is None:
         raise ConfigurationError(

@@ -49,10 +49,14 @@ READY = ExportJob(phase=Phase.READY, handle=E1, first_started=0, started=0)  # a
 WINDOW = "2025-03-01..2025-03-03"
 GAVE_UP = "the sensor gave up. Backfill these partitions to try again."
 
-# A run: the deadline 100 s from the call, backoff 30 s times the attempt, polls every 5 s.
+# A run: the deadline 100 s from the call, backoff 30 s times the attempt, polls 1, 2, 4 s apart and
+# then every 5 s.
 RUN = ExportPolicy(3, 100, 30, 5, Driver.RUN, "transactions")
 RUN_NEW = ExportJob(first_started=0)
 RUN_RUNNING = replace(RUN_NEW, phase=Phase.RUNNING, handle=E1, started=0.5)
+# A run with the live default interval (30 s) and a 3 h deadline: the doubling has room to show.
+LIVE_RUN = ExportPolicy(3, 3 * 3600, 30, 30, Driver.RUN, "transactions")
+LIVE_RUNNING = replace(RUN_NEW, phase=Phase.RUNNING, handle=E1, started=0)
 SLOW = (
     "The Marketplace may be slow to prepare exports; raise MARKETPLACE_EXPORT_DEADLINE or narrow the date "
     "range."
@@ -75,6 +79,12 @@ def status(value: str) -> StatusRead:
         return StatusRead(ExportStatus(value), value)
     except ValueError:
         return StatusRead(ExportStatus.UNKNOWN, value)
+
+
+def live_read(at: float, wait: float) -> Row:
+    """A run with the live interval reads IN_PROGRESS `at` seconds after the start, and waits `wait`."""
+    read = status("IN_PROGRESS")
+    return Row(LIVE_RUN, LIVE_RUNNING, read, at, {"last_status": "IN_PROGRESS"}, [Wait(wait)])
 
 
 def restarting(attempt: int) -> Log:
@@ -105,9 +115,14 @@ TRANSITIONS = {
         {"phase": Phase.RUNNING, "handle": E2, "expected": 8, "started": 1000, "not_before": None},
         [Log(INFO, f"sales/transactions: started export e2 for {WINDOW}")],
     ),
-    "run: started, attempt 1 of 3": Row(
+    "run: started, attempt 1 of 3; the first read a second later": Row(
         RUN, RUN_NEW, Started(E1), 0.5, {"phase": Phase.RUNNING, "handle": E1, "started": 0.5},
-        [Log(INFO, "transactions export e1 started (attempt 1 of 3)")],
+        [Log(INFO, "transactions export e1 started (attempt 1 of 3)"), Wait(1)],
+    ),
+    "run, an interval under a second: even the first read waits no longer": Row(
+        replace(RUN, poll_interval_seconds=0.25), RUN_NEW, Started(E1), 0.5,
+        {"phase": Phase.RUNNING, "handle": E1, "started": 0.5},
+        [Log(INFO, "transactions export e1 started (attempt 1 of 3)"), Wait(0.25)],
     ),
     # -- not_before: the restart backoff
     "not_before in the future: wait for it": Row(
@@ -124,6 +139,21 @@ TRANSITIONS = {
     ),
     "run, in progress: the last wait ends at the deadline": Row(
         RUN, RUN_RUNNING, status("IN_PROGRESS"), 98, {"last_status": "IN_PROGRESS"}, [Wait(2)]
+    ),
+    # -- a run's waits double from a second up to the interval: reads at 1, 3, 7, 15, 31, 61, ... s
+    "run, 1 s in: wait 2": live_read(1, 2),
+    "run, 3 s in: wait 4": live_read(3, 4),
+    "run, 5 s in (a slow read): still 4, the doubling follows the time since the start": live_read(5, 4),
+    "run, 7 s in: wait 8": live_read(7, 8),
+    "run, 15 s in: wait 16": live_read(15, 16),
+    "run, 31 s in: the interval caps the doubling": live_read(31, 30),
+    "run, an hour in: still the interval": live_read(3600, 30),
+    "run, a restarted export doubles again from its own start": Row(
+        LIVE_RUN, replace(LIVE_RUNNING, attempt=2, started=40, failed=("e0",)), status("QUEUED"), 41,
+        {"last_status": "QUEUED"}, [Wait(2)],
+    ),
+    "a sensor does not adapt: it reads once a tick, however soon after the start": Row(
+        SENSOR, RUNNING, status("QUEUED"), 1001, {"last_status": "QUEUED"}, [Wait(30)]
     ),
     # -- completed
     "completed: request the run": Row(
@@ -145,7 +175,13 @@ TRANSITIONS = {
     ),
     "the sensor's run: a ready export is downloaded": Row(SENSOR, READY, Tick(), 0, {}, [Download(E1)]),
     "the sensor's run, still being processed: download again": Row(
-        SENSOR, READY, NotReady(), 10, {}, [Wait(30)]
+        SENSOR, READY, NotReady(), 10, {}, [Wait(8)]
+    ),
+    "the sensor's run sleeps like a run: its waits double too": Row(
+        SENSOR, READY, NotReady(), 1, {}, [Wait(2)]
+    ),
+    "the sensor's run, still being processed long after: the interval": Row(
+        SENSOR, READY, NotReady(), 100, {}, [Wait(30)]
     ),
     "the sensor's run, still being processed past the deadline: give up": Row(
         SENSOR, READY, NotReady(), 3601, {"phase": Phase.GAVE_UP},
@@ -351,14 +387,17 @@ def test_a_run_performs_the_actions_restarts_and_waits() -> None:
     )  # fmt: skip
     assert (handle.export_id, path) == ("e2", Path("file.csv"))
     assert client.calls == ["start e1", "status e1", "start e2", "status e2", "status e2", "download e2"]
-    assert slept == [30, 5]  # the backoff of attempt 1, then one poll interval
+    # A second before each start's first read, the backoff of attempt 1 between them, then a wait that
+    # doubled (the read a second after the start answered QUEUED).
+    assert slept == [1, 30, 1, 2]
 
 
 @pytest.mark.timeout(30)  # a driver that loops on its waits fails here, not after ten minutes
 def test_a_run_gives_up_at_the_deadline_without_another_request() -> None:
-    client, clock = ScriptedClient([["IN_PROGRESS"]]), [0.0]
+    client, clock, slept = ScriptedClient([["IN_PROGRESS"]]), [0.0], []
 
     def sleep(seconds: float) -> None:
+        slept.append(seconds)
         clock[0] += seconds
 
     with pytest.raises(ExportFailedError, match=r"e1 did not complete within the deadline: waited 12s"):
@@ -366,5 +405,29 @@ def test_a_run_gives_up_at_the_deadline_without_another_request() -> None:
             client, "dev", TRANSACTIONS_EXPORT, {}, lifecycle=Lifecycle(poll_interval=5, deadline=12),
             log=lambda message: None, sleep=sleep, clock=lambda: clock[0],
         )  # fmt: skip
-    # Polls at 0, 5 and 10 s; the last wait is cut to the 2 s left, and then nothing more is asked.
+    # Polls at 1, 3 and 7 s; the last wait (the 5 s interval, not the 8 s the doubling would reach) ends
+    # at the deadline, and then nothing more is asked.
     assert client.calls == ["start e1", "status e1", "status e1", "status e1"]
+    assert slept == [1, 2, 4, 5]
+
+
+@pytest.mark.timeout(30)  # a driver that loops on its waits fails here, not after ten minutes
+def test_a_run_reads_a_second_after_the_start_then_doubles_up_to_the_interval() -> None:
+    client, clock, slept = ScriptedClient([[*["QUEUED"] * 2, *["IN_PROGRESS"] * 3, "COMPLETED"]]), [0.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    handle, _ = run_export(
+        client, "dev", TRANSACTIONS_EXPORT, {}, lifecycle=Lifecycle(poll_interval=30),
+        log=lambda message: None, sleep=sleep, clock=lambda: clock[0],
+    )  # fmt: skip
+    assert handle.export_id == "e1"
+    assert client.calls == ["start e1", *["status e1"] * 6, "download e1"]
+    assert slept == [1, 2, 4, 8, 16, 30]  # reads at 1, 3, 7, 15, 31 and 61 s
+
+
+def test_the_default_interval_is_the_live_default() -> None:
+    # A run not given an interval (a bench, a script) waits at most as long as live mode does.
+    assert Lifecycle().poll_interval == 30

@@ -309,3 +309,46 @@ def test_unwritable_warehouse_is_refused(clean_env: pytest.MonkeyPatch, shared_d
     assert f"(user {user}" in file_error and "cannot write it" in file_error
     assert dir_error.startswith(f"MARKETPLACE_WAREHOUSE={paths[1]!r}:")
     assert f"cannot create files in the directory {locked}" in dir_error
+
+
+# -- MARKETPLACE_EXPORT_POLL_INTERVAL ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "seconds"), [({}, 1.0), (LIVE_ENV, 30.0)], ids=["sandbox", "live"])
+def test_export_poll_interval_defaults_by_mode(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], seconds: float
+) -> None:
+    # Live exports take minutes, so 30 s between late polls; the sandbox's complete in a few polls.
+    _set(clean_env, env)
+    settings = load_settings()
+    assert settings.export_poll_interval_seconds == seconds
+    assert marketplace_resource(settings).export_poll_interval == seconds
+
+
+@MODES
+@pytest.mark.parametrize(("value", "seconds"), [("10", 10.0), ("2.5", 2.5), (" 60 ", 60.0)])
+def test_export_poll_interval_reaches_the_resource(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str], value: str, seconds: float
+) -> None:
+    _set(clean_env, env)
+    clean_env.setenv("MARKETPLACE_EXPORT_POLL_INTERVAL", value)
+    resource = build_definitions(load_settings()).resources["marketplace"]
+    assert resource.sandbox is (not env)
+    assert resource.export_poll_interval == seconds
+
+
+@MODES
+def test_blank_export_poll_interval_is_the_default(
+    clean_env: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    _set(clean_env, env)
+    clean_env.setenv("MARKETPLACE_EXPORT_POLL_INTERVAL", " ")
+    assert load_settings().export_poll_interval_seconds == (30.0 if env else 1.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "inf", "nan", "30s"])
+def test_bad_export_poll_interval_names_the_variable(clean_env: pytest.MonkeyPatch, value: str) -> None:
+    clean_env.setenv("MARKETPLACE_EXPORT_POLL_INTERVAL", value)
+    with pytest.raises(ConfigurationError, match=rf"MARKETPLACE_EXPORT_POLL_INTERVAL={value!r}") as caught:
+        load_settings()
+    assert "the export poll interval are seconds above 0" in str(caught.value)

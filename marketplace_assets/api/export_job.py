@@ -228,15 +228,31 @@ class ExportPolicy:
     max_attempts: int  # starts of one export, the first included
     deadline_seconds: float  # MARKETPLACE_EXPORT_DEADLINE: from the first start, restarts included
     restart_backoff_seconds: float  # times the attempt that FAILED: the wait before the next start
+    # The longest wait between reads of a run (MARKETPLACE_EXPORT_POLL_INTERVAL); a sensor's tick.
     poll_interval_seconds: float
     driver: Driver = Driver.SENSOR
     label: str = ""  # what the messages call the export: a report's label, or a run's export kind
 
-    def poll_delay(self, since_start: float) -> float:
+    def poll_delay(self, since_start: float, *, sensor_tick: bool = False) -> float:
         """The wait before the status is read again (or, for a run that only downloads, the file),
-        `since_start` seconds into the current attempt. Fixed for now; issue 13 makes it adaptive (about
-        a second at first, doubling up to the interval) here, and nowhere else."""
-        return self.poll_interval_seconds
+        `since_start` seconds into the current attempt: a second at first, then doubling (1, 2, 4, 8, ...)
+        up to `poll_interval_seconds`.
+
+        Each wait is the largest power of two not above `since_start + 1`, so a run reads at about 1, 3,
+        7, 15, ... s after the start: an export the service prepares in seconds is loaded seconds later,
+        and one that takes an hour is still read only once an interval. Computed from the time since the
+        start rather than from a count of reads, so the job needs no counter and its cursor form stays.
+
+        `sensor_tick`: the status read of a sensor. It waits the interval, which is its tick: a sensor
+        reads each status once a tick whatever the wait says, so a shorter wait would describe reads it
+        never makes, and adapting must not make it read more often than it ticks. The run a sensor
+        requests (waiting for the file) sleeps like any run, so it adapts."""
+        if sensor_tick:
+            return self.poll_interval_seconds
+        delay = 1.0
+        while delay < self.poll_interval_seconds and delay * 2 <= since_start + 1:
+            delay *= 2
+        return min(delay, self.poll_interval_seconds)
 
 
 # -- the transitions -----------------------------------------------------------------------------------
@@ -259,7 +275,10 @@ def advance(
                 job, phase=Phase.RUNNING, handle=handle, expected=expected, first_started=first,
                 started=now, not_before=None, last_status="",
             )  # fmt: skip
-            return running, _say(_Event.STARTED, running, now, policy)
+            # A run waits the first delay before its first read: no export is ready the moment it is
+            # started, so reading at once would only cost a request. A sensor reads at its next tick.
+            first_wait = [_poll_wait(running, now, policy)] if policy.driver is Driver.RUN else []
+            return running, [*_say(_Event.STARTED, running, now, policy), *first_wait]
         case Phase.RUNNING, Tick():
             if policy.driver is Driver.RUN and _overdue(job, now, policy):
                 return _give_up(_Event.OVERDUE, job, now, policy)
@@ -334,7 +353,10 @@ def _overdue(job: ExportJob, now: float, policy: ExportPolicy) -> bool:
 
 def _poll_wait(job: ExportJob, now: float, policy: ExportPolicy) -> Wait:
     since_start = 0.0 if job.started is None else now - job.started
-    return _wait(policy.poll_delay(since_start), job, now, policy)
+    # A sensor's job that is RUNNING waits for the sensor's next status read; a READY one under the
+    # sensor driver is the run the sensor requested, waiting for the file (see `poll_delay`).
+    sensor_tick = policy.driver is Driver.SENSOR and job.phase is Phase.RUNNING
+    return _wait(policy.poll_delay(since_start, sensor_tick=sensor_tick), job, now, policy)
 
 
 def _wait(seconds: float, job: ExportJob, now: float, policy: ExportPolicy) -> Wait:

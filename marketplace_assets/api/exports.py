@@ -40,6 +40,7 @@ from marketplace_assets.api.export_job import (
     Wait,
     advance,
 )
+from marketplace_assets.constants import DEFAULT_EXPORT_POLL_INTERVAL
 
 # The prefix of every reporting path (the catalog's reports and the exports).
 REPORTING = "reporting/developer-space/{developerId}"
@@ -130,9 +131,10 @@ def await_download(
 class Lifecycle:
     """How long to wait for an export, how often to look, and how often to start a FAILED one again.
 
+    `poll_interval` is the longest wait between reads (they start a second apart and double);
     `deadline` bounds the whole export, restarts included (MARKETPLACE_EXPORT_DEADLINE)."""
 
-    poll_interval: float = 5.0
+    poll_interval: float = DEFAULT_EXPORT_POLL_INTERVAL
     deadline: float = 3 * 3600.0
     max_restarts: int = 2
     restart_backoff: float = 30.0

@@ -17,7 +17,7 @@ from pydantic import PrivateAttr, model_validator
 
 from marketplace_assets.api.client import MarketplaceClient, RetrySettings
 from marketplace_assets.api.errors import redact, secret_forms
-from marketplace_assets.constants import DEFAULT_BASE_URL
+from marketplace_assets.constants import DEFAULT_BASE_URL, DEFAULT_EXPORT_POLL_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class MarketplaceResource(dg.ConfigurableResource):
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     max_attempts: int = 6
-    # Seconds between status polls when a run drives its own async export.
-    export_poll_interval: float = 5.0
+    # The longest wait, in seconds, between status polls when a run drives its own async export
+    # (MARKETPLACE_EXPORT_POLL_INTERVAL): the polls start a second apart and double up to it.
+    export_poll_interval: float = DEFAULT_EXPORT_POLL_INTERVAL
     # Seconds one async export may take, restarts included, before the run (or sensor) gives up on it
     # (MARKETPLACE_EXPORT_DEADLINE).
     export_deadline: float = 3 * 3600.0
