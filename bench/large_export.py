@@ -119,8 +119,7 @@ def stored(warehouse: str) -> tuple[int, float]:
 
 
 TRANSACTIONS = REPORTS_BY_KEY[dg.AssetKey(["sales", "transactions"])]
-assert TRANSACTIONS.export is not None
-EXPORT = TRANSACTIONS.export
+EXPORT = TRANSACTIONS.export_spec
 
 
 def compare(args: argparse.Namespace) -> None:

@@ -50,7 +50,7 @@ from marketplace_assets.api.exports import count_export_records, export_status, 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.reports.fetch import Window
-from marketplace_assets.reports.report import ExportSpec, Report
+from marketplace_assets.reports.report import Report
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def evaluate_export_sensor(
         if last_key and last_key != last_started and len(jobs) < settings.max_in_flight:
             latest = date.fromisoformat(last_key)
             first = max(
-                latest - timedelta(days=_export(report).lookback_days - 1),
+                latest - timedelta(days=report.export_spec.lookback_days - 1),
                 date.fromisoformat(partitions_def.get_first_partition_key() or last_key),
             )
             jobs.append(ExportJob(start=first, end=latest))
@@ -150,7 +150,7 @@ class _Tick:
                 self.context.log.log(level, message)
             case StartExport():
                 self.requests += 1
-                export = _export(self.report)
+                export = self.report.export_spec
                 params = export.params(_window(job))
                 # The list's count for the same filters, taken before the export starts: the run that
                 # downloads the file fails if it holds fewer records.
@@ -192,11 +192,6 @@ def _run_request(
     )
 
 
-def _export(report: Report) -> ExportSpec:
-    assert report.export is not None, f"{report.label} is not an export-backed report"
-    return report.export
-
-
 def _window(job: ExportJob) -> Window:
     if job.start is None or job.end is None:
         raise ValueError("an export sensor's job always has a range")
@@ -215,8 +210,8 @@ def build_export_sensor(
         name=f"{report.area}_{report.name}_export_sensor",
         description=(
             f"Starts and polls the async exports of {report.label}: the latest complete day plus "
-            f"{_export(report).lookback_days - 1} day(s) of lookback, one export per new day; launches one "
-            "run per finished export. Backfills from the UI do not need it: their runs start their own "
+            f"{report.export_spec.lookback_days - 1} day(s) of lookback, one export per new day; launches "
+            "one run per finished export. Backfills from the UI do not need it: their runs start their own "
             "export."
         ),
         minimum_interval_seconds=settings.minimum_interval_seconds,

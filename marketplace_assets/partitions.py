@@ -42,10 +42,10 @@ def partitions_for(
 def describe_keys(partitions_def: dg.PartitionsDefinition | None) -> str:
     """The partition keys of an asset in words, with the first one: what the UI's partition picker and a
     backfill's range take. Empty for an unpartitioned asset or keys that are not dates."""
-    time_def = time_dimension(partitions_def)
-    if time_def is None or cadence_of(time_def) is None:
+    time_def, cadence = time_dimension(partitions_def), cadence_of(partitions_def)
+    if time_def is None or cadence is None:
         return ""
-    first, cadence = time_def.get_first_partition_key(), cadence_of(time_def)
+    first = time_def.get_first_partition_key()
     if cadence is Cadence.WEEKLY:
         key = f"the {'Monday' if time_def.day_offset == 1 else 'Sunday'} that starts the week"
     else:

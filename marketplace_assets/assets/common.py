@@ -271,16 +271,10 @@ def _new_fields_check(
 ) -> dg.AssetCheckResult:
     """`no_new_fields` from this run's write: the `added_columns` and `table_created` the IO manager
     recorded on the materialization."""
-    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1).records
-    materialization = records[0].asset_materialization if records else None
-    if materialization is None or records[0].run_id != context.run.run_id:
-        # Another run's write came last; this run's write result is one of its recent materializations.
-        mine = [
-            r.asset_materialization
-            for r in context.instance.fetch_materializations(key, limit=100).records
-            if r.run_id == context.run.run_id
-        ]
-        materialization = mine[0] if mine else None
+    # The newest materializations of the asset, newest first: this run's come first unless another run
+    # wrote the asset since, so one small query finds them (each record carries its whole metadata).
+    records = context.instance.fetch_materializations(key, limit=25).records
+    materialization = next((r.asset_materialization for r in records if r.run_id == context.run.run_id), None)
     written = materialization.metadata if materialization is not None else {}
     added = written.get("added_columns")
     created = written.get("table_created")

@@ -50,9 +50,9 @@ class ExportRunConfig(dg.Config):
 
 
 def build_export_asset(report: Report, *, start_date: date, sandbox: bool) -> dg.AssetsDefinition:
-    export = report.export
+    export = report.export_spec
     column = report.partition_column
-    assert export is not None and column is not None, f"{report.label} is not an export-backed report"
+    assert column is not None, f"{report.label}: an export-backed report has a partition column"
     shape = MarketplaceAsset(
         report.key, report.invariants, partitions_for(report.cadence, start_date), column, report.merge_keys
     )

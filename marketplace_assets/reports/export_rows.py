@@ -15,7 +15,7 @@ from marketplace_assets.reports.report import Report
 def date_records(report: Report, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
     """Give every record its `partition_column` from the first candidate date field it has, and say
     which fields were used. Fails naming the fields found when a record has none of them."""
-    candidates = report.export.date_candidates if report.export is not None else ()
+    candidates = report.export_spec.date_candidates
     column = report.partition_column
     if not candidates or not frame.height or column is None:
         return frame, {}
@@ -43,7 +43,7 @@ def date_records(report: Report, frame: pl.DataFrame) -> tuple[pl.DataFrame, dic
 
 def describe_dating(report: Report, used: Counter[str]) -> str:
     """Which date fields dated how many records, in the candidates' order."""
-    candidates = report.export.date_candidates if report.export is not None else ()
+    candidates = report.export_spec.date_candidates
     return ", ".join(f"{c} ({used[c]} rows)" for c in candidates if used[c])
 
 

@@ -96,6 +96,13 @@ class Report:
         return "/rest/3/" + self.path.format_map({"developerId": "{developerId}", **self.path_params})
 
     @property
+    def export_spec(self) -> ExportSpec:
+        """The export of an export-backed report; refuses any other report."""
+        if self.export is None:
+            raise ValueError(f"{self.label} is not an export-backed report")
+        return self.export
+
+    @property
     def request(self) -> str:
         """The request that fetches the report, as a description shows it."""
         return f"{'POST' if self.family is Family.ASYNC_EXPORT else 'GET'} {self.endpoint}"
