@@ -1,9 +1,13 @@
-"""What the Dagster UI shows about each asset's health: per-partition figures, a preview, freshness.
+"""What the Dagster UI shows about each asset's health: per-partition figures, a run summary, a
+preview, freshness.
 
 Per-partition figures matter because a single-run backfill writes many partitions with one output, and
 Dagster copies that output's metadata onto every partition: a 3-partition run would plot the run's total
 row count three times. So each partition gets its own row count and key figures (`figures_by_partition`,
 attached with `context.add_asset_metadata(..., partition_key=...)`), which the UI plots per partition.
+The run's own facts (requests, the export, the preview) and a table of the figures over all its
+partitions are attached once, to its last partition (`run_summary_markdown`, `figures_markdown`): the
+UI plots only the latest 120 partitions, so an old year's backfill is read from that table.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from marketplace_assets.warehouse.batches import BATCH_ROWS
 from marketplace_assets.warehouse.io_manager import partition_cells
 from marketplace_assets.warehouse.scope import PartitionScope
 
-__all__ = ["cadence_of", "figures_by_partition", "freshness_policy_for", "preview_markdown"]
+__all__ = [
+    "cadence_of",
+    "figures_by_partition",
+    "figures_markdown",
+    "freshness_policy_for",
+    "preview_markdown",
+    "run_summary_markdown",
+]
 
 ROW_COUNT = "dagster/row_count"
 _PARTITION = "__partition_key"
@@ -129,6 +140,50 @@ def preview_markdown(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
         tbl_width_chars=65_000,
     ):
         return str(frame.head(rows))
+
+
+def figures_markdown(per_partition: Mapping[str, Mapping[str, float | int]]) -> str:
+    """The figures of every partition of a run as one markdown table, a row per partition in key order,
+    with the run's rows in total. Distinct counts are not added up: a total would count an id seen on
+    two days twice."""
+    names = list(dict.fromkeys(n for values in per_partition.values() for n in values if n != ROW_COUNT))
+    header = ["partition", "rows", *names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    for key, values in per_partition.items():
+        cells = [_cell(values.get(ROW_COUNT)), *(_cell(values.get(n)) for n in names)]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    total = sum(int(values.get(ROW_COUNT, 0)) for values in per_partition.values())
+    lines.append(f"| **all {len(per_partition):,}** | **{total:,}** |" + " |" * len(names))
+    return "\n".join(lines)
+
+
+def run_summary_markdown(
+    run_id: str, scope: str, facts: Mapping[str, Any], per_partition: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """The run's facts once, for the last partition it wrote: its id, partitions and rows, then what the
+    step recorded about the run as a whole (API requests, the export and its completeness, ...)."""
+    rows = sum(int(values.get(ROW_COUNT, 0)) for values in per_partition.values())
+    lines = [
+        f"Run `{run_id[:8]}` wrote {scope} ({len(per_partition):,} partitions, {rows:,} rows) in one step.",
+        "These facts are the run's, not this partition's; `figures_by_partition` has each partition's.",
+        "",
+        "| fact | value |",
+        "|---|---|",
+        *(f"| {name} | {_cell(value)} |" for name, value in facts.items()),
+    ]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _numbers(values: Mapping[str, Any]) -> dict[str, float | int]:

@@ -69,8 +69,6 @@ def test_single_run_backfill_records_each_partitions_own_figures(tmp_path: Path)
             and described["purchase_details_vendor_amount"]
             == "What you receive for the line item after Atlassian's share, in USD (negative for a refund)"
         )
-        preview = by_day[day]["preview"].value
-        assert preview.startswith("|") and "transaction_id" in preview
         # The distinct transactions of the day (DuckDB's count) equal the table's.
         with duckdb.connect(str(warehouse), read_only=True) as con:
             distinct = con.execute(
@@ -79,8 +77,26 @@ def test_single_run_backfill_records_each_partitions_own_figures(tmp_path: Path)
                 [day],
             ).fetchone()
         assert distinct and by_day[day]["transactions"].value == distinct[0] > 0
-        # The run's own figures stay as they were: the same on every partition.
-        assert by_day[day]["api_requests"].value == by_day[DAYS[0]]["api_requests"].value
+        assert by_day[day]["source"].value == "sandbox"
+        # The run's own facts are not drawn as a partition's: no flat line of the run's total.
+        run_level = {"api_requests", "rows_in_export", "export_id", "partition_scope", "rows_replaced"}
+        assert not run_level & set(by_day[day]), f"{day} carries the run's facts"
+    # They are attached once, with every partition's figures, to the run's last (the latest) partition.
+    latest = instance.fetch_materializations(transactions.key, limit=1).records[0]
+    assert latest.partition_key == DAYS[-1]
+    assert [d for d in DAYS if "run_summary" in by_day[d]] == [DAYS[-1]]
+    summary = by_day[DAYS[-1]]["run_summary"].value
+    assert "3 partitions" in summary and "| api_requests |" in summary and "| rows_in_export |" in summary
+    assert f"{sum(expected[d]['n'] for d in DAYS):,} rows" in summary
+    table = by_day[DAYS[-1]]["figures_by_partition"].value.splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    for day in DAYS:
+        row = next(line for line in table if line.startswith(f"| {day} |"))
+        cells = dict(zip(header, (c.strip() for c in row.strip("|").split("|")), strict=True))
+        assert cells["rows"] == f"{expected[day]['n']:,}"
+        assert cells["vendor_amount"] == f"{by_day[day]['vendor_amount'].value:,.2f}"
+    preview = by_day[DAYS[-1]]["preview"].value
+    assert preview.startswith("|") and "transaction_id" in preview
 
 
 def test_figures_split_by_partition_include_empty_partitions() -> None:

@@ -374,15 +374,23 @@ def weekly(context: dg.AssetExecutionContext) -> pl.DataFrame:
 
 def test_weekly_single_run_backfill_range_then_one_week(tmp_path: Path) -> None:
     weekly_value["v"] = 1
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [weekly],
         resources=io(tmp_path),
+        instance=instance,
         tags={
             RANGE_START_TAG: "2024-01-07",
             RANGE_END_TAG: "2024-01-21",
         },
     )
-    assert materialization(result, ["evaluations", "weekly"])["dagster/row_count"].value == 21
+    # The write's total is the run's, not a week's: it is logged, and left off each week's materialization.
+    written = materialization(result, ["evaluations", "weekly"])
+    assert "dagster/row_count" not in written and "rows_replaced" not in written
+    assert written["dagster/table_name"].value == "evaluations.weekly"
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    logged = [m for m in messages if "wrote 21 row(s)" in m]
+    assert logged and "to evaluations.weekly, replacing 0 stored row(s)" in logged[0]
     weekly_value["v"] = 2
     dg.materialize([weekly], resources=io(tmp_path), partition_key="2024-01-14")
     stored = DuckDBWarehouse(tmp_path / "dg.duckdb").read(TableRef("evaluations", "weekly")).sort("date")

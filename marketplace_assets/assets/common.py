@@ -31,8 +31,10 @@ from marketplace_assets.field_types import check_field_types
 from marketplace_assets.monitoring import (
     PREVIEW_ROWS,
     figures_by_partition,
+    figures_markdown,
     freshness_policy_for,
     preview_markdown,
+    run_summary_markdown,
 )
 from marketplace_assets.partitions import describe_keys, time_dimension, to_window
 from marketplace_assets.pii import PiiPolicy
@@ -43,6 +45,8 @@ from marketplace_assets.warehouse.batches import Batches, BatchWriter, Rows
 # Every asset that calls the Marketplace shares this pool, so big backfills cannot hammer the API.
 API_POOL = "marketplace_api"
 KINDS = {"python", "polars", "duckdb"}
+# What an asset's output metadata says of each partition it covers; the rest describes the run.
+PER_PARTITION_FACTS = ("source", "pii")
 SANDBOX_NOTE = "**Sandbox mode**: this asset reads the built-in simulated Marketplace, not your account."
 
 
@@ -228,6 +232,9 @@ def _check_and_describe(
             metadata={"report": shape.label, "partitions": _run_scope(context)},
             allow_retries=False,
         )
+    head = frame.head(PREVIEW_ROWS)
+    preview = preview_markdown(head if isinstance(head, pl.DataFrame) else head.collect())
+    metadata = {**metadata, "pii": pii_described, "preview": dg.MetadataValue.md(preview)}
     if context.has_partition_key or context.has_partition_key_range:
         keys = list(shape.merge_keys)
         counted = frame.unique(keys, keep="last", maintain_order=True) if keys else frame
@@ -242,20 +249,46 @@ def _check_and_describe(
         )
         for partition_key, values in per_partition.items():
             context.add_asset_metadata(values, partition_key=partition_key)
-    head = frame.head(PREVIEW_ROWS)
+        if len(per_partition) > 1:
+            metadata = _summarize_once(context, metadata, per_partition)
     fields = frame.width if isinstance(frame, pl.DataFrame) else len(frame.collect_schema())
-    metadata = {
-        **metadata,
-        "pii": pii_described,
-        "preview": dg.MetadataValue.md(
-            preview_markdown(head if isinstance(head, pl.DataFrame) else head.collect())
-        ),
-    }
     # The IO manager writes the rows while this generator waits here; its write result is then in the
     # event log, where `no_new_fields` reads the columns the write added.
     yield dg.Output(rows, metadata=metadata)
     yield from results
     yield _new_fields_check(context, shape.key, fields)
+
+
+def _summarize_once(
+    context: dg.AssetExecutionContext,
+    metadata: Mapping[str, Any],
+    per_partition: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A run of several partitions: the metadata true of each partition (where the rows came from, the
+    PII mode) stays on every materialization; the run's own facts (requests, the export, the preview)
+    go to its log and, with every partition's figures, once onto its last partition, the asset's latest
+    materialization. Returns the metadata for every partition."""
+    every_partition = {name: metadata[name] for name in PER_PARTITION_FACTS if name in metadata}
+    facts = {
+        name: value.value if isinstance(value, dg.MetadataValue) else value
+        for name, value in metadata.items()
+        if name not in every_partition and name != "preview"
+    }
+    scope = _run_scope(context)
+    said = ", ".join(f"{name} {value}" for name, value in facts.items())
+    context.log.info(
+        f"{scope}: {said} (the run's figures; each partition has its own on its materialization)"
+    )
+    summary = run_summary_markdown(context.run.run_id, scope, facts, per_partition)
+    context.add_asset_metadata(
+        {
+            "run_summary": dg.MetadataValue.md(summary),
+            "figures_by_partition": dg.MetadataValue.md(figures_markdown(per_partition)),
+            "preview": metadata["preview"],
+        },
+        partition_key=context.partition_keys[-1],
+    )
+    return every_partition
 
 
 def _run_days(context: dg.AssetExecutionContext, shape: MarketplaceAsset) -> Window:

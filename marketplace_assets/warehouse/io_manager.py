@@ -112,7 +112,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             )
         if result.skipped_reason:
             context.log.warning(f"Nothing stored: {result.skipped_reason}")
-        context.add_output_metadata(output_metadata(result, scope, merge_keys))
+        partitions = len(context.asset_partition_keys) if context.has_asset_partitions else 0
+        if partitions > 1:
+            context.log.info(f"{where}: {describe_write(result, merge_keys)}")
+        context.add_output_metadata(output_metadata(result, scope, merge_keys, partitions=partitions))
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = _table(context)
@@ -123,9 +126,20 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
 
 def output_metadata(
-    result: WriteResult, scope: PartitionScope | None, merge_keys: Sequence[str] | None = None
+    result: WriteResult,
+    scope: PartitionScope | None,
+    merge_keys: Sequence[str] | None = None,
+    *,
+    partitions: int = 0,
 ) -> dict[str, Any]:
-    """Materialization metadata; ``merge_keys`` is given for merge writes."""
+    """Materialization metadata; ``merge_keys`` is given for merge writes, ``partitions`` is the number
+    of partitions the output covers (0: unpartitioned).
+
+    Dagster copies an output's metadata onto the materialization of every partition it covers. The
+    table and its columns are true for each of them. The write's counts (rows written, replaced,
+    inserted, ...) and its scope are the partition's own only when the output is one partition; for an
+    output of several they describe the run, so they go to the run's log (`describe_write`) instead of
+    drawing the run's total as a flat line beside the per-partition figures in the UI's plots."""
     schema = dg.TableSchema(
         columns=[
             dg.TableColumn(
@@ -138,27 +152,43 @@ def output_metadata(
         ]
     )
     metadata: dict[str, Any] = {
-        # Rows of the output as stored: after a merge dropped repeated keys.
-        "dagster/row_count": result.rows_written,
         "dagster/table_name": str(result.table),
         "dagster/column_schema": schema,
+    }
+    if merge_keys is not None:
+        metadata |= {"write_mode": MERGE, "merge_keys": ", ".join(merge_keys)}
+    if result.added_columns:
+        metadata["added_columns"] = ", ".join(result.added_columns)
+    if result.created_table:
+        metadata["table_created"] = True
+    if partitions > 1:
+        return metadata
+    # Rows of the output as stored: after a merge dropped repeated keys.
+    metadata |= {
+        "dagster/row_count": result.rows_written,
         "partition_scope": str(scope) if scope is not None else "whole table",
     }
     if merge_keys is None:
         metadata["rows_replaced"] = result.rows_deleted
     else:
         metadata |= {
-            "write_mode": MERGE,
-            "merge_keys": ", ".join(merge_keys),
             "rows_inserted": result.rows_inserted,
             "rows_updated": result.rows_updated,
             "duplicates_dropped": result.duplicates_dropped,
         }
-    if result.added_columns:
-        metadata["added_columns"] = ", ".join(result.added_columns)
-    if result.created_table:
-        metadata["table_created"] = True
     return metadata
+
+
+def describe_write(result: WriteResult, merge_keys: Sequence[str] | None) -> str:
+    """The write in words, for the run's log: what a one-partition output carries as metadata."""
+    if merge_keys is None:
+        changed = f"replacing {result.rows_deleted:,} stored row(s)"
+    else:
+        changed = (
+            f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated, "
+            f"{result.duplicates_dropped:,} repeated key(s) dropped"
+        )
+    return f"wrote {result.rows_written:,} row(s) to {result.table}, {changed}."
 
 
 def merge_keys_from_metadata(asset: str, metadata: Mapping[str, Any]) -> list[str] | None:
