@@ -30,6 +30,7 @@ import dagster as dg
 from marketplace_assets.api.errors import MarketplaceError
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.partitions import CATALOG_SNAPSHOTS
+from marketplace_assets.settings import sensor_interval_seconds
 
 CATALOG_KEY = dg.AssetKey(["catalog", "product_catalog"])
 LATEST = "reporting/product-catalog/latest"
@@ -157,7 +158,8 @@ def build_catalog_snapshot_sensor(
             "partitions are exactly the snapshots stored, plus the one being fetched. To take today's "
             "snapshot now: Test sensor, then Launch all."
         ),
-        minimum_interval_seconds=INTERVAL_SECONDS,
+        # MARKETPLACE_SENSOR_INTERVAL replaces the hour (tests tick it in seconds).
+        minimum_interval_seconds=sensor_interval_seconds(INTERVAL_SECONDS),
         target=dg.AssetSelection.assets(CATALOG_KEY),
         default_status=default_status,
     )

@@ -51,11 +51,14 @@ from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.reports.fetch import Window
 from marketplace_assets.reports.report import Report
+from marketplace_assets.settings import sensor_interval_seconds
 
 
 @dataclass(frozen=True)
 class ExportSensorSettings:
-    minimum_interval_seconds: int = 30
+    # Seconds between ticks, so also between two status reads of an export: 30, or
+    # MARKETPLACE_SENSOR_INTERVAL when set (read when the settings are made, as the sensor is defined).
+    minimum_interval_seconds: int = field(default_factory=lambda: sensor_interval_seconds(30))
     # How long one export may take, restarts included; None: the resource's export_deadline
     # (MARKETPLACE_EXPORT_DEADLINE).
     deadline_seconds: float | None = None
@@ -201,10 +204,12 @@ def _window(job: ExportJob) -> Window:
 def build_export_sensor(
     report: Report,
     partitions_def: dg.TimeWindowPartitionsDefinition,
-    settings: ExportSensorSettings = ExportSensorSettings(),
+    settings: ExportSensorSettings | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
-    """`default_status` is the status the sensor ships with (MARKETPLACE_AUTOMATION); the UI can switch it."""
+    """`default_status` is the status the sensor ships with (MARKETPLACE_AUTOMATION); the UI can switch it.
+    `settings` None: the defaults, made now (not at import) so that MARKETPLACE_SENSOR_INTERVAL applies."""
+    settings = settings or ExportSensorSettings()
 
     @dg.sensor(
         name=f"{report.area}_{report.name}_export_sensor",

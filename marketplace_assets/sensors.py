@@ -4,6 +4,7 @@
 import dagster as dg
 
 from marketplace_assets.partitions import APPS
+from marketplace_assets.settings import sensor_interval_seconds
 from marketplace_assets.warehouse import TableNotFoundError, TableRef, WarehouseError, WarehouseResource
 
 LISTINGS = TableRef("listings", "apps")
@@ -16,7 +17,8 @@ LISTINGS = TableRef("listings", "apps")
         "(search/keywords_by_app). Apps are never removed, so an app that leaves the listing keeps its "
         "history. Runs a minute after listings/apps is materialized at the latest."
     ),
-    minimum_interval_seconds=60,
+    # MARKETPLACE_SENSOR_INTERVAL replaces the minute (tests tick it in seconds).
+    minimum_interval_seconds=sensor_interval_seconds(60),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def marketplace_apps_sensor(
@@ -47,7 +49,7 @@ current_licenses_automation = dg.AutomationConditionSensorDefinition(
     name="current_licenses_after_license_history",
     target=dg.AssetSelection.assets(CURRENT_LICENSES),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=sensor_interval_seconds(30),
     description="Materializes licenses/current after each licenses/licenses materialization (its eager "
     "automation condition). On by default; switch it off here to stop the refresh.",
 )

@@ -93,6 +93,9 @@ class MarketplaceSettings(BaseSettings):
     export_poll_interval: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # A YAML file of partner-metric queries (reports/partner_metrics.py); unset: the default queries.
     partner_metrics: Path | None = None
+    # Seconds: the minimum interval of every sensor of the project, replacing each one's own (30 s, 60 s,
+    # an hour), so that tests and demos see ticks in seconds; None: each sensor's own interval.
+    sensor_interval: int | None = Field(default=None, ge=1, le=86_400)
 
     @field_validator("developer_id", "email", "warehouse", "partner_metrics", mode="before")
     @classmethod
@@ -116,7 +119,9 @@ class MarketplaceSettings(BaseSettings):
             raise ValueError("not a 5-field cron expression such as '0 3 * * *'")
         return value.strip()
 
-    @field_validator("read_timeout", "connect_timeout", "export_poll_interval", mode="before")
+    @field_validator(
+        "read_timeout", "connect_timeout", "export_poll_interval", "sensor_interval", mode="before"
+    )
     @classmethod
     def _blank_timeout_is_default(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str) and not value.strip():
@@ -202,6 +207,21 @@ class MarketplaceSettings(BaseSettings):
             "MARKETPLACE_API_TOKEN": self.api_token,
         }
         return [name for name in LIVE_REQUIRED if values[name] is None]
+
+
+def sensor_interval_seconds(default: int) -> int:
+    """A sensor's minimum interval: MARKETPLACE_SENSOR_INTERVAL when it is set, else `default` (the
+    sensor's own).
+
+    Sensors are defined when their module is imported, before definitions.py calls load_settings, so they
+    ask here. A malformed variable (this one or another) is left to load_settings, which refuses it naming
+    the variable before any sensor is used.
+    """
+    try:
+        configured = MarketplaceSettings().sensor_interval
+    except ValidationError:
+        return default
+    return default if configured is None else configured
 
 
 def load_settings() -> MarketplaceSettings:

@@ -1,7 +1,8 @@
 """Drive a real `dagster dev` (webserver + daemon) the way the UI does: over its GraphQL API.
 
 Used by the end-to-end tests and by `bench/`. Each instance gets its own DAGSTER_HOME and its own
-process group, and everything it started is killed when it stops.
+process group, and everything it started is killed when it stops. The one the end-to-end tests share
+when they need no instance of their own is conftest.py's `shared_dev`, with SHARED_SETTINGS.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import duckdb
 import httpx
 import yaml
 
@@ -25,6 +27,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = "marketplace_assets"
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 FINISHED_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+T = TypeVar("T")
 
 # Settings of the project's dagster.yaml that point at its storage: a test instance keeps its own.
 STORAGE_KEYS = ("storage", "local_artifact_storage", "compute_logs")
@@ -53,10 +56,6 @@ def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
 
 def instance_yaml(overrides: Mapping[str, Any] | None = None) -> str:
     return yaml.safe_dump(instance_settings(overrides), sort_keys=False)
-
-
-# The project's instance settings, minus the storage paths (the test instance keeps its own).
-INSTANCE_YAML = instance_yaml()
 
 
 def _selector(**name: str) -> dict[str, Any]:
@@ -223,6 +222,27 @@ class DagsterDev:
             raise AssertionError(f"sensor {name} not started: {result}")
         return result["sensorState"]["status"]
 
+    def stop_sensor(self, state_id: str) -> str:
+        """Switch a sensor off by its state id (`sensorState { id }`); returns its new status."""
+        mutation = """mutation($id: String!) { stopSensor(id: $id) { __typename
+            ... on StopSensorMutationResult { instigationState { status } }
+            ... on PythonError { message } } }"""
+        result = self.graphql(mutation, {"id": state_id})["stopSensor"]
+        if result["__typename"] != "StopSensorMutationResult":
+            raise AssertionError(f"sensor {state_id} not stopped: {result}")
+        return result["instigationState"]["status"]
+
+    def sensor_state(self, name: str) -> dict[str, Any]:
+        """The sensor's state: id, selectorId, status and its latest ticks (newest first)."""
+        query = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+            __typename ... on Sensor { sensorState { id selectorId status ticks(limit: 10) {
+            tickId status timestamp skipReason runIds error { message } } } }
+            ... on PythonError { message } } }"""
+        result = self.graphql(query, {"selector": _selector(sensorName=name)})["sensorOrError"]
+        if result["__typename"] != "Sensor":
+            raise AssertionError(f"sensor {name} not found: {result}")
+        return result["sensorState"]
+
     def start_schedule(self, name: str) -> dict[str, str]:
         """Switch a schedule on, as the UI's toggle does; returns its state: id, selectorId and status."""
         mutation = """mutation($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
@@ -242,7 +262,7 @@ class DagsterDev:
             raise AssertionError(f"schedule {state_id} not stopped: {result}")
         return result["scheduleState"]["status"]
 
-    def schedule_ticks(self, name: str, limit: int = 10) -> list[dict[str, Any]]:
+    def schedule_ticks(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
         """The schedule's latest ticks, newest first: status, timestamp (the scheduled time), runIds,
         skipReason and error."""
         query = """query($selector: ScheduleSelector!, $limit: Int) { scheduleOrError(scheduleSelector:
@@ -255,8 +275,8 @@ class DagsterDev:
         return result["scheduleState"]["ticks"]
 
     def wait_for_tick(self, name: str, timeout: float = 300.0) -> dict[str, Any]:
-        """The schedule's first tick that launched runs (its run ids are recorded once they are submitted);
-        a tick that fails is reported at once."""
+        """The schedule's first tick (of its latest 100) that launched runs (its run ids are recorded once
+        they are submitted); a tick that fails is reported at once."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ticks = self.schedule_ticks(name)
@@ -266,6 +286,17 @@ class DagsterDev:
                 return launched[-1]  # newest first: the last is the first
             time.sleep(1.0)
         raise AssertionError(f"schedule {name} launched no run within {timeout}s:\n{self.log_tail()}")
+
+    def first_launch(self, name: str, timeout: float = 300.0) -> dict[str, Any]:
+        """Switch the schedule on, wait for its first tick that launched runs, switch it off, and return
+        that tick. Off at once: its next tick would launch the same range again (Dagster dedupes a
+        schedule's run keys only within one tick time)."""
+        state = self.start_schedule(name)
+        assert state["status"] == "RUNNING", state
+        try:
+            return self.wait_for_tick(name, timeout)
+        finally:
+            self.stop_schedule(state["id"])
 
     def run_materializations(self, run_id: str) -> list[tuple[str, str | None]]:
         """(asset path "area/report", partition) of every materialization the run recorded."""
@@ -317,3 +348,24 @@ def live_settings(
         "MARKETPLACE_START_DATE": "2025-01-01",
         **more,
     }
+
+
+def read_duckdb(path: Path, read: Callable[[duckdb.DuckDBPyConnection], T], timeout: float = 60.0) -> T:
+    """`read(connection)` on the DuckDB file, read-only, once no run holds it for writing (DuckDB lets no
+    other process open a file that one process writes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                return read(con)
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+# -- the session's shared instance ---------------------------------------------------------------------
+SHARED_CREDENTIALS = ("e2e-developer", "e2e@example.com", "e2e-Token-5f0c2b9a7d")
+# Sensors tick every 5 s (the sensor daemon's own loop) instead of every 30 s to an hour, so tests see them
+# act in seconds; daily schedules tick every minute (only those switched on tick at all).
+SHARED_SETTINGS = {"MARKETPLACE_SENSOR_INTERVAL": "5", "MARKETPLACE_CRON_DAILY": "* * * * *"}

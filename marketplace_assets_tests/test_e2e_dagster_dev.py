@@ -1,5 +1,8 @@
 """End to end: the sandbox as a real HTTP server on loopback, a real `dagster dev` pointed at it in live
-mode (as a user points it at another server that speaks the API), a backfill launched as the UI does."""
+mode (as a user points it at another server that speaks the API), a backfill launched as the UI does.
+
+All but the restart test use the session's shared `dagster dev` (conftest.py `shared_dev`), so each
+asserts on its own runs, backfills, API paths and partitions: other tests' runs go on beside them."""
 
 from __future__ import annotations
 
@@ -15,45 +18,64 @@ import pytest
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
 from marketplace_assets.reports.parsers import parse_time_series
-from marketplace_assets.sandbox import Sandbox, serve
-from marketplace_assets.sandbox.exports import configure_exports
+from marketplace_assets.sandbox import Sandbox
 from marketplace_assets_tests.dagster_dev import (
     PROJECT_ROOT,
+    SHARED_CREDENTIALS,
     DagsterDev,
     _selector,
     dagster_dev,
-    live_settings,
+    read_duckdb,
 )
 from marketplace_assets_tests.test_definitions import EXPECTED
 
 pytestmark = pytest.mark.e2e
 
-DEV, EMAIL, TOKEN = "e2e-developer", "e2e@example.com", "e2e-Token-5f0c2b9a7d"
+DEV, EMAIL, TOKEN = SHARED_CREDENTIALS
+REPORTING = f"/rest/3/reporting/developer-space/{DEV}/"
 FEB_WEEKS = ["2025-02-02", "2025-02-09", "2025-02-16", "2025-02-23"]
 EXPECTED_GROUPS = {path: group for path, (group, _) in EXPECTED.items()}
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    return Sandbox(developer_id=DEV, email=EMAIL, token=TOKEN)
+# The shared instance's parts, under the names these tests have always used.
+@pytest.fixture
+def dev(shared_dev) -> DagsterDev:
+    return shared_dev.dev
+
+
+@pytest.fixture
+def sandbox(shared_dev) -> Sandbox:
+    return shared_dev.sandbox
+
+
+@pytest.fixture
+def sandbox_url(shared_dev) -> str:
+    return shared_dev.sandbox_url
+
+
+@pytest.fixture
+def warehouse(shared_dev) -> Path:
+    return shared_dev.warehouse
+
+
+def requests_under(sandbox: Sandbox, prefix: str) -> dict[str, int]:
+    """The sandbox's request counts since its last reset, for the API paths under `prefix` only (other
+    tests' runs call other reports meanwhile)."""
+    return {p: n for p, n in sandbox.stats()["by_path"].items() if p.startswith(REPORTING + prefix)}
+
+
+QUARTER = [(date(2025, 1, 1) + timedelta(days=i)).isoformat() for i in range(90)]
 
 
 @pytest.fixture(scope="module")
-def sandbox_url(sandbox: Sandbox):
-    with serve(sandbox, port=0) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("warehouse") / "marketplace.duckdb"
-
-
-@pytest.fixture(scope="module")
-def dev(sandbox_url: str, warehouse: Path, tmp_path_factory: pytest.TempPathFactory):
-    env = live_settings(sandbox_url, warehouse, (DEV, EMAIL, TOKEN))
-    with dagster_dev(tmp_path_factory.mktemp("dagster_home"), env) as running:
-        yield running
+def backfills(shared_dev) -> dict[str, str]:
+    """The module's two UI backfills, launched at once (after a reset of the sandbox's request counts), so
+    that their waits on the backfill daemon (a 30 s loop) overlap; each test waits for its own."""
+    shared_dev.sandbox.reset_stats()
+    return {
+        "month": shared_dev.dev.launch_backfill([["evaluations", "by_hosting"]], FEB_WEEKS),
+        "quarter": shared_dev.dev.launch_backfill([["sales", "transactions"]], QUARTER),
+    }
 
 
 def test_ui_lists_every_asset_in_its_group(dev: DagsterDev) -> None:
@@ -61,10 +83,9 @@ def test_ui_lists_every_asset_in_its_group(dev: DagsterDev) -> None:
 
 
 def test_month_backfill_is_one_run_with_one_request(
-    dev: DagsterDev, sandbox: Sandbox, sandbox_url: str, warehouse: Path
+    dev: DagsterDev, sandbox: Sandbox, sandbox_url: str, warehouse: Path, backfills: dict[str, str]
 ) -> None:
-    sandbox.reset_stats()
-    backfill_id = dev.launch_backfill([["evaluations", "by_hosting"]], FEB_WEEKS)
+    backfill_id = backfills["month"]
     status = dev.wait_for_backfill(backfill_id)
     runs = dev.runs({"dagster/backfill": backfill_id})
     errors = [m for r in runs for m in dev.run_errors(r["runId"])]
@@ -76,7 +97,7 @@ def test_month_backfill_is_one_run_with_one_request(
         FEB_WEEKS[-1],
     )
     # One ranged request for the whole month, not one per week.
-    assert sandbox.stats()["by_path"] == {f"/rest/3/reporting/developer-space/{DEV}/evaluations/hosting": 1}
+    assert requests_under(sandbox, "evaluations/") == {REPORTING + "evaluations/hosting": 1}
 
     with MarketplaceClient(sandbox_url, EMAIL, TOKEN) as client:
         body = client.get_json(
@@ -84,10 +105,27 @@ def test_month_backfill_is_one_run_with_one_request(
             {"aggregation": "week", "startDate": "2025-02-02", "endDate": "2025-03-01"},
         )
     expected = parse_time_series(body, "evaluations/by_hosting").sort(pl.all())
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        stored = con.sql("SELECT * FROM evaluations.by_hosting").pl().sort(pl.all())
+    stored = read_duckdb(
+        warehouse,
+        lambda con: con.sql(
+            "SELECT * FROM evaluations.by_hosting WHERE date BETWEEN ? AND ?",
+            params=[date.fromisoformat(FEB_WEEKS[0]), date.fromisoformat(FEB_WEEKS[-1])],
+        ).pl(),
+    ).sort(pl.all())
     assert stored.height == 3 * (1 + len(sandbox.apps)) * 4
     assert stored.select(expected.columns).equals(expected)
+
+
+def test_a_quarter_of_transactions_from_the_ui_is_one_run_with_one_export(
+    dev: DagsterDev, sandbox: Sandbox, backfills: dict[str, str]
+) -> None:
+    status = dev.wait_for_backfill(backfills["quarter"])
+    runs = dev.runs({"dagster/backfill": backfills["quarter"]})
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), [dev.run_errors(r["runId"]) for r in runs]
+    assert len(runs) == 1
+    # Before the export sensors below are switched on, this backfill is the only one starting exports.
+    starts = {p: n for p, n in requests_under(sandbox, "sales/").items() if p.endswith("/async/export")}
+    assert list(starts.values()) == [1], starts
 
 
 def test_dagster_dev_keeps_its_state_across_restarts_without_dagster_home(tmp_path: Path) -> None:
@@ -125,17 +163,22 @@ AUTOMATION_SENSOR = """query ($selector: SensorSelector!) { sensorOrError(sensor
 def test_switching_the_export_sensors_on_fills_the_tables(
     dev: DagsterDev, sandbox: Sandbox, warehouse: Path
 ) -> None:
-    """Nothing but the toggles: each sensor starts its export, polls it, and launches the run."""
-    configure_exports(sandbox, polls_to_complete=1)
+    """Nothing but the toggles: each sensor starts its export, polls it, and launches the run. (The
+    shared instance's sensors tick every 5 s and its exports are ready on their first status read.)"""
     for sensor in EXPORT_SENSORS:
         assert dev.start_sensor(sensor) == "RUNNING"
-    deadline = time.monotonic() + 300
-    runs: dict[str, list[dict]] = {}
-    while time.monotonic() < deadline:
-        runs = {sensor: dev.runs({"dagster/sensor_name": sensor}) for sensor in EXPORT_SENSORS}
-        if all(any(r["status"] in ("SUCCESS", "FAILURE") for r in found) for found in runs.values()):
-            break
-        time.sleep(2)
+    try:
+        deadline = time.monotonic() + 300
+        runs: dict[str, list[dict]] = {}
+        while time.monotonic() < deadline:
+            runs = {sensor: dev.runs({"dagster/sensor_name": sensor}) for sensor in EXPORT_SENSORS}
+            if all(any(r["status"] in ("SUCCESS", "FAILURE") for r in found) for found in runs.values()):
+                break
+            time.sleep(1)
+    finally:
+        # Their runs are what is under test; switched off, they start no export into the tests that follow.
+        for sensor in EXPORT_SENSORS:
+            assert dev.stop_sensor(dev.sensor_state(sensor)["id"]) == "STOPPED"
     yesterday = date.today() - timedelta(days=1)
     for sensor, (table, column) in EXPORT_SENSORS.items():
         found = runs.get(sensor, [])
@@ -144,44 +187,40 @@ def test_switching_the_export_sensors_on_fills_the_tables(
         ] or dev.log_tail()
         tags = {t["key"]: t["value"] for t in found[0]["tags"]}
         assert tags[RANGE_END_TAG] == yesterday.isoformat()
-        with duckdb.connect(str(warehouse), read_only=True) as con:
-            dates = con.sql(f"SELECT DISTINCT {column} FROM {table}").pl().to_series()
-        assert dates.len() > 0, table
-        assert dates.max() <= yesterday and dates.min() >= date.fromisoformat(tags[RANGE_START_TAG])
+        first = date.fromisoformat(tags[RANGE_START_TAG])
+        partitions = {p for _, p in dev.run_materializations(found[0]["runId"])}
+        assert partitions and all(first.isoformat() <= str(p) <= tags[RANGE_END_TAG] for p in partitions)
+        # The rows of the run's range (the backfills here are of 2025, long before it).
+        [(rows, earliest, latest)] = read_duckdb(
+            warehouse,
+            lambda con, t=table, c=column, f=first: con.execute(
+                f"SELECT count(*), min({c}), max({c}) FROM {t} WHERE {c} >= ?", [f]
+            ).fetchall(),
+        )
+        assert rows > 0, table
+        assert first <= earliest <= latest <= yesterday, (table, earliest, latest)
     # licenses/current follows licenses/licenses through its automation sensor, on without a toggle.
     sensor = dev.graphql(AUTOMATION_SENSOR, {"selector": _selector(sensorName=CURRENT_AUTOMATION)})
     assert sensor["sensorOrError"]["sensorState"]["status"] == "RUNNING", sensor
-    assert sensor["sensorOrError"]["sensorType"] == "AUTO_MATERIALIZE", (
-        sensor
-    )  # an automation condition sensor
+    # An automation condition sensor.
+    assert sensor["sensorOrError"]["sensorType"] == "AUTO_MATERIALIZE", sensor
     deadline, current = time.monotonic() + 180, 0
     while time.monotonic() < deadline and not current:
-        time.sleep(2)
-        try:
-            with duckdb.connect(str(warehouse), read_only=True) as con:
-                found = con.execute(
-                    "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'licenses' "
-                    "AND table_name = 'current'"
-                ).fetchone()
-                if found and found[0]:
-                    current = con.execute("SELECT count(*) FROM licenses.current").fetchone()[0]
-        except duckdb.IOException:  # a run holds the file for writing: look again
-            continue
+        current = read_duckdb(warehouse, _current_licenses)
+        if not current:
+            time.sleep(1)
     assert current > 0, dev.log_tail()
 
 
-def test_a_quarter_of_transactions_from_the_ui_is_one_run_with_one_export(
-    dev: DagsterDev, sandbox: Sandbox
-) -> None:
-    sandbox.reset_stats()
-    days = [(date(2025, 1, 1) + timedelta(days=i)).isoformat() for i in range(90)]
-    backfill_id = dev.launch_backfill([["sales", "transactions"]], days)
-    status = dev.wait_for_backfill(backfill_id)
-    runs = dev.runs({"dagster/backfill": backfill_id})
-    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), [dev.run_errors(r["runId"]) for r in runs]
-    assert len(runs) == 1
-    starts = {p: n for p, n in sandbox.stats()["by_path"].items() if p.endswith("/async/export")}
-    assert list(starts.values()) == [1], starts
+def _current_licenses(con: duckdb.DuckDBPyConnection) -> int:
+    """The rows of licenses.current; 0 before its table exists."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'licenses' AND table_name = 'current'"
+    ).fetchone()
+    if not (found and found[0]):
+        return 0
+    counted = con.execute("SELECT count(*) FROM licenses.current").fetchone()
+    return counted[0] if counted else 0
 
 
 UI_TOUR = """{ assetNodes {

@@ -21,7 +21,7 @@ import yaml
 from psycopg import sql
 
 from marketplace_assets.sandbox import Sandbox, serve
-from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, _selector, free_port, live_settings
+from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, free_port, live_settings
 from marketplace_assets_tests.deploy_processes import Service, code_server, daemon, wait_for_port, webserver
 from marketplace_assets_tests.postgres_server import PostgresServer
 
@@ -68,7 +68,7 @@ class InstanceDatabase:
 
 @dataclass
 class Deployment(DagsterDev):
-    """The GraphQL helpers of DagsterDev, talking to the deployment's webserver."""
+    """The GraphQL helpers of DagsterDev (sensors, schedules, runs), talking to the deployment's webserver."""
 
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -79,25 +79,6 @@ class Deployment(DagsterDev):
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(service.log_tail(lines) for service in self.services.values())
-
-    def sensor_state(self, name: str) -> dict[str, Any]:
-        query = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
-            __typename ... on Sensor { sensorState { id selectorId status ticks(limit: 10) {
-            tickId status timestamp skipReason runIds error { message } } } }
-            ... on PythonError { message } } }"""
-        result = self.graphql(query, {"selector": _selector(sensorName=name)})["sensorOrError"]
-        if result["__typename"] != "Sensor":
-            raise AssertionError(f"sensor {name} not found: {result}")
-        return result["sensorState"]
-
-    def stop_sensor(self, state_id: str) -> str:
-        mutation = """mutation($id: String!) { stopSensor(id: $id) { __typename
-            ... on StopSensorMutationResult { instigationState { status } }
-            ... on PythonError { message } } }"""
-        result = self.graphql(mutation, {"id": state_id})["stopSensor"]
-        if result["__typename"] != "StopSensorMutationResult":
-            raise AssertionError(f"sensor {state_id} not stopped: {result}")
-        return result["instigationState"]["status"]
 
     def backfill_status(self, backfill_id: str) -> str:
         query = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {

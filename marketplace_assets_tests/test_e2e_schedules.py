@@ -1,21 +1,24 @@
-"""End to end: a real `dagster dev` in sandbox mode, one daily schedule switched on through GraphQL as the
-UI's toggle does, ticking every minute (MARKETPLACE_CRON_DAILY="* * * * *"). Its tick must launch one run
-for the whole group over the range the availability rule gives for the tick time, and fill the tables."""
+"""End to end: a daily schedule switched on through GraphQL as the UI's toggle does, in the session's
+shared `dagster dev` (conftest.py `shared_dev`), where daily schedules tick every minute
+(MARKETPLACE_CRON_DAILY="* * * * *"). Its first tick must launch one run for the whole group over the range
+the availability rule gives for the tick time, and fill the tables.
+
+The schedule is switched on as the shared instance starts (the `shared_schedule` mark), and off again
+right after its first tick that launched a run (`DagsterDev.first_launch`): that tick, at a minute
+boundary, falls while the tests before this one run, and this test waits only for what is left of it."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-import duckdb
 import pytest
 
 from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
-from marketplace_assets_tests.dagster_dev import dagster_dev
-
-pytestmark = pytest.mark.e2e
+from marketplace_assets_tests.dagster_dev import read_duckdb
 
 SCHEDULE = "sales_daily_refresh_schedule"
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_schedule(SCHEDULE)]
+
 # The sales group's daily assets and the column each table is partitioned by.
 TABLES = {
     "sales/churn_events": "event_date",
@@ -27,52 +30,42 @@ START, END = RANGE_START_TAG, RANGE_END_TAG
 LOOKBACK_DAYS = 3  # the default
 
 
-def test_a_daily_schedule_switched_on_launches_one_run_over_the_available_days(tmp_path: Path) -> None:
-    start_date = datetime.now(UTC).date() - timedelta(days=21)
-    warehouse = tmp_path / "sandbox.duckdb"
-    env = {
-        "MARKETPLACE_SANDBOX": "1",
-        "MARKETPLACE_WAREHOUSE": str(warehouse),
-        "MARKETPLACE_START_DATE": start_date.isoformat(),
-        "MARKETPLACE_CRON_DAILY": "* * * * *",
-    }
-    with dagster_dev(tmp_path / "dagster_home", env) as dev:
-        state = dev.start_schedule(SCHEDULE)
-        assert state["status"] == "RUNNING"
-        try:
-            # The next minute boundary is the first tick; allow for the daemon's loop on top.
-            tick = dev.wait_for_tick(SCHEDULE, timeout=150)
-        finally:
-            # A tick a minute would launch the same range again: one tick is what is under test.
-            assert dev.stop_schedule(state["id"]) == "STOPPED"
-        assert tick["status"] == "SUCCESS" and len(tick["runIds"]) == 1, tick
-        run_id = tick["runIds"][0]
-        run = dev.wait_for_run(run_id, timeout=120)
-        assert run["status"] == "SUCCESS", dev.run_errors(run_id) or dev.log_tail()
-        [launched] = dev.runs({"dagster/schedule_name": SCHEDULE})  # the schedule was stopped after it
-        assert launched["runId"] == run_id
-        tags = {t["key"]: t["value"] for t in launched["tags"]}
-        materialized = set(dev.run_materializations(run_id))
+def test_a_daily_schedule_switched_on_launches_one_run_over_the_available_days(shared_dev) -> None:
+    dev = shared_dev.dev
+    # A minute at most after the switch, plus the daemon's loop; normally long past.
+    tick = shared_dev.first_launches[SCHEDULE].result(timeout=150)
+    assert tick["status"] == "SUCCESS" and len(tick["runIds"]) == 1, tick
+    run_id = tick["runIds"][0]
+    run = dev.wait_for_run(run_id, timeout=180)
+    assert run["status"] == "SUCCESS", dev.run_errors(run_id) or dev.log_tail()
+    # Switched off after that tick, the schedule launched nothing else.
+    [launched] = dev.runs({"dagster/schedule_name": SCHEDULE})
+    assert launched["runId"] == run_id
+    tags = {t["key"]: t["value"] for t in launched["tags"]}
+    materialized = set(dev.run_materializations(run_id))
 
     # The availability rule, worked out here: day D is available from D + 2 days 00:00 UTC (it ends at
     # D + 1 and the reports lag up to 24 h), so a tick at T takes the date of T - 2 days as its newest.
     ticked_at = datetime.fromtimestamp(tick["timestamp"], UTC)
     newest = (ticked_at - timedelta(days=2)).date()
+    start_date = date.fromisoformat(dev.env["MARKETPLACE_START_DATE"])
     first = max(newest - timedelta(days=LOOKBACK_DAYS), start_date)
     assert (tags[START], tags[END]) == (first.isoformat(), newest.isoformat())
     assert tags["dagster/run_key"] == f"sales_daily_refresh:{first}..{newest}"
     days = [first + timedelta(days=i) for i in range((newest - first).days + 1)]
     assert len(days) == LOOKBACK_DAYS + 1
-    # One run for every asset of the group, every day of the range.
+    # One run for every asset of the group, every day of the range, and nothing else.
     assert materialized == {(asset, day.isoformat()) for asset in TABLES for day in days}
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        stored: dict[str, list[date]] = {}
-        for asset, column in TABLES.items():
-            table = asset.replace("/", ".")
-            stored[asset] = [row[0] for row in con.sql(f"SELECT DISTINCT {column} FROM {table}").fetchall()]
-    for asset, dates in stored.items():
-        assert set(dates) <= set(days), asset  # nothing outside the range
+    def stored_dates(con, column: str, table: str) -> set[date]:
+        # The range only: the shared warehouse may hold other tests' days of the same tables.
+        query = f"SELECT DISTINCT {column} FROM {table} WHERE {column} BETWEEN ? AND ?"
+        return {row[0] for row in con.execute(query, [days[0], days[-1]]).fetchall()}
+
+    stored = read_duckdb(
+        shared_dev.warehouse,
+        lambda con: {a: stored_dates(con, c, a.replace("/", ".")) for a, c in TABLES.items()},
+    )
     # The free starter tier export has rows every day; license events are sparser.
-    assert set(stored["sales/free_starter_tier"]) == set(days)
+    assert stored["sales/free_starter_tier"] == set(days)
     assert stored["sales/renewal_events"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from marketplace_assets.definitions import build_definitions, marketplace_resource
+from marketplace_assets.export_sensors import ExportSensorSettings
 from marketplace_assets.settings import ConfigurationError, load_settings
 
 LIVE_ENV = {
@@ -352,3 +353,45 @@ def test_bad_export_poll_interval_names_the_variable(clean_env: pytest.MonkeyPat
     with pytest.raises(ConfigurationError, match=rf"MARKETPLACE_EXPORT_POLL_INTERVAL={value!r}") as caught:
         load_settings()
     assert "the export poll interval are seconds above 0" in str(caught.value)
+
+
+# -- MARKETPLACE_SENSOR_INTERVAL -----------------------------------------------------------------------
+
+SENSOR_INTERVALS = {
+    "marketplace_apps_sensor": 60,
+    "current_licenses_after_license_history": 30,
+    "sales_transactions_export_sensor": 30,
+    "licenses_licenses_export_sensor": 30,
+    "marketing_attribution_export_sensor": 30,
+    "catalog_snapshot_sensor": 3600,
+}
+SHOW_INTERVALS = (
+    "import json; from marketplace_assets.definitions import defs; "
+    "print(json.dumps({s.name: s.minimum_interval_seconds for s in defs.sensors}))"
+)
+
+
+@pytest.mark.parametrize("value", ["", "5"], ids=["unset", "5"])
+def test_sensor_interval_replaces_every_sensors_own(clean_env: pytest.MonkeyPatch, value: str) -> None:
+    # A fresh process: two of the sensors are defined when their module is first imported.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPLACE_")}
+    env["MARKETPLACE_SENSOR_INTERVAL"] = value
+    shown = subprocess.run(
+        [sys.executable, "-c", SHOW_INTERVALS], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    expected = {name: int(value) for name in SENSOR_INTERVALS} if value else SENSOR_INTERVALS
+    assert json.loads(shown.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_export_sensor_polls_once_a_tick_at_the_sensor_interval(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MARKETPLACE_SENSOR_INTERVAL", "7")
+    assert ExportSensorSettings().minimum_interval_seconds == 7
+    assert ExportSensorSettings(minimum_interval_seconds=45).minimum_interval_seconds == 45
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "2.5", "86401"])
+def test_bad_sensor_interval_names_the_variable(clean_env: pytest.MonkeyPatch, value: str) -> None:
+    clean_env.setenv("MARKETPLACE_SENSOR_INTERVAL", value)
+    with pytest.raises(ConfigurationError, match=rf"MARKETPLACE_SENSOR_INTERVAL={value!r}"):
+        load_settings()
