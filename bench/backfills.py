@@ -318,7 +318,7 @@ def timed(command: list[str], env: Mapping[str, str], log: Path) -> float:
 
 DEFINITIONS = "marketplace_assets.definitions"
 MATERIALIZE = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", DEFINITIONS]
-# Several assets in one run: each step gets a process (as shipped) or all run in the worker (forced).
+# Several assets in one run: as shipped, and forced to a process per step or to the run worker.
 SEVERAL = {
     "4 evaluations assets, 4 weeks": ("evaluations/by_country,evaluations/by_hosting,evaluations/by_partner,"
                                       "evaluations/by_region", "2025-02-02...2025-02-23"),
@@ -329,7 +329,7 @@ CLI_TITLES = (
     "Several assets in one `dagster asset materialize` run, live mode against the sandbox server:",
 )
 IMPORT = [sys.executable, "-c", f"import {DEFINITIONS}"]
-IN_PROCESS = ["--config-json", '{"execution": {"config": {"mode": "in_process"}}}']
+MODE = '{"execution": {"config": {"mode": "MODE"}}}'  # run config forcing one executor
 
 
 def in_turn(
@@ -368,8 +368,9 @@ def cli_runs(url: str, repeat: int, workdir: Path) -> tuple[dict[str, list[float
     commands = {}
     for what, (assets, keys) in SEVERAL.items():
         command = [*MATERIALIZE, "--select", assets, "--partition-range", keys]
-        commands[f"{what}, a process per step (shipped)"] = (command, live)
-        commands[f"{what}, in_process"] = ([*command, *IN_PROCESS], live)
+        commands[f"{what}, shipped"] = (command, live)
+        for mode in ("multiprocess", "in_process"):
+            commands[f"{what}, {mode}"] = ([*command, "--config-json", MODE.replace("MODE", mode)], live)
     return single, in_turn(commands, repeat, workdir / "several")
 
 

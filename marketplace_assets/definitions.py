@@ -17,7 +17,7 @@ from marketplace_assets.assets.partner_metrics import build_partner_metric_asset
 from marketplace_assets.assets.reports import build_report_assets
 from marketplace_assets.assets.search_by_app import build_keywords_by_app_asset
 from marketplace_assets.catalog_sensor import build_catalog_snapshot_sensor
-from marketplace_assets.executors import parallel_steps_only_executor
+from marketplace_assets.executors import exports_in_parallel_executor
 from marketplace_assets.export_sensors import build_export_sensor
 from marketplace_assets.jobs import update_app_listing
 from marketplace_assets.partitions import partitions_for
@@ -130,8 +130,8 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
         sensors=build_sensors(settings),
         schedules=schedules,
         jobs=[update_app_listing, *refresh_jobs],
-        # A step process only where steps can run side by side (see executors.py).
-        executor=parallel_steps_only_executor,
+        # A process per step only where exports can wait side by side, else the run worker (executors.py).
+        executor=exports_in_parallel_executor,
         resources={
             "marketplace": marketplace_resource(settings),
             "warehouse": WarehouseIOManager(warehouse=warehouse, password=password),

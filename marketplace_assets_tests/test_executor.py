@@ -1,11 +1,10 @@
 """Which executor a run gets, and the instance's pool settings.
 
-A run whose steps cannot run at the same time (one asset, a chain) runs them in its worker: no step
-process. A run with steps that can run side by side gives each its own process. Proven from the run's
-events: the pid each step started in, and the STEP_WORKER_STARTING events that only a process per step
-emits. Runs go through `dg.execute_job` with a real (temporary, non-ephemeral) instance, the way a run
-worker or `dagster asset materialize` executes a run; `execute_in_process` would not do: it swaps the
-executor for its own.
+A run runs its steps in its worker (no step process) unless two or more steps that wait on exports could
+run at the same time; then each step gets its own process. Proven from the run's events: the pid each
+step started in, and the STEP_WORKER_STARTING events that only a process per step emits. Runs go through
+`dg.execute_job` with a real (temporary, non-ephemeral) instance, the way a run worker or `dagster asset
+materialize` executes a run; `execute_in_process` would not do: it swaps the executor for its own.
 """
 
 from __future__ import annotations
@@ -21,10 +20,21 @@ import dagster as dg
 import pytest
 import yaml
 
-from marketplace_assets.executors import parallel_steps_only_executor
+from marketplace_assets.executors import EXPORT_STEPS, exports_in_parallel_executor
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, instance_yaml
 
 POOL = "test_pool"
+
+
+# Stand-ins, keyed like the project's export-backed assets: the executor knows them by their steps' names.
+@dg.asset(key=["sales", "transactions"], pool=POOL)
+def transactions() -> int:
+    return 1
+
+
+@dg.asset(key=["licenses", "licenses"], pool=POOL)
+def licenses() -> int:
+    return 2
 
 
 @dg.asset(pool=POOL)
@@ -52,14 +62,16 @@ def second(first: int) -> int:
     return first + 1
 
 
+JOBS = {
+    "one_asset": [solo],
+    "side_by_side": [left, right],
+    "chain": [first, second],
+    "two_exports": [transactions, licenses],
+}
 DEFS = dg.Definitions(
-    assets=[solo, left, right, first, second],
-    jobs=[
-        dg.define_asset_job("one_asset", [solo]),
-        dg.define_asset_job("side_by_side", [left, right]),
-        dg.define_asset_job("chain", [first, second]),
-    ],
-    executor=parallel_steps_only_executor,
+    assets=[transactions, licenses, solo, left, right, first, second],
+    jobs=[dg.define_asset_job(name, selection) for name, selection in JOBS.items()],
+    executor=exports_in_parallel_executor,
 )
 
 
@@ -74,6 +86,10 @@ def side_by_side() -> dg.JobDefinition:
 
 def chain() -> dg.JobDefinition:
     return DEFS.resolve_job_def("chain")
+
+
+def two_exports() -> dg.JobDefinition:
+    return DEFS.resolve_job_def("two_exports")
 
 
 @pytest.fixture
@@ -118,19 +134,22 @@ def test_a_run_of_one_asset_runs_its_step_in_the_run_worker(instance: dg.Dagster
     assert any(e.user_message.startswith("Executing steps in process") for e in entries)
 
 
-def test_a_chain_runs_in_the_run_worker_too(instance: dg.DagsterInstance) -> None:
-    entries = _run(instance, chain)
-    assert _step_pids(entries) == {"first": os.getpid(), "second": os.getpid()}
-    assert _step_processes_started(entries) == []
+def test_a_chain_and_quick_steps_side_by_side_run_in_the_run_worker(instance: dg.DagsterInstance) -> None:
+    for job, steps in ((chain, ("first", "second")), (side_by_side, ("left", "right"))):
+        entries = _run(instance, job)
+        assert _step_pids(entries) == dict.fromkeys(steps, os.getpid())
+        assert _step_processes_started(entries) == []
 
 
-def test_steps_that_can_run_side_by_side_get_a_process_each(instance: dg.DagsterInstance) -> None:
-    entries = _run(instance, side_by_side)
+def test_exports_that_can_wait_side_by_side_get_a_process_each(instance: dg.DagsterInstance) -> None:
+    assert {"sales__transactions", "licenses__licenses", "licenses__current"} <= set(EXPORT_STEPS)
+    entries = _run(instance, two_exports)
     pids = _step_pids(entries)
-    assert set(pids) == {"left", "right"}
+    assert set(pids) == {"sales__transactions", "licenses__licenses"}
     assert os.getpid() not in pids.values()
     assert len(set(pids.values())) == 2
-    assert sorted(_step_processes_started(entries)) == ["left", "right"]
+    assert sorted(_step_processes_started(entries)) == ["licenses__licenses", "sales__transactions"]
+    assert any(e.user_message.startswith("Executing steps using multiprocess executor") for e in entries)
 
 
 def test_run_config_can_choose_the_executor_for_one_run(instance: dg.DagsterInstance) -> None:
@@ -138,8 +157,8 @@ def test_run_config_can_choose_the_executor_for_one_run(instance: dg.DagsterInst
     assert _step_processes_started(forced) == ["solo"]
     assert _step_pids(forced)["solo"] != os.getpid()
 
-    serial = _run(instance, side_by_side, {"execution": {"config": {"mode": "in_process"}}})
-    assert _step_pids(serial) == {"left": os.getpid(), "right": os.getpid()}
+    serial = _run(instance, two_exports, {"execution": {"config": {"mode": "in_process"}}})
+    assert set(_step_pids(serial).values()) == {os.getpid()}
 
 
 def test_every_job_of_the_project_uses_it(clean_env: pytest.MonkeyPatch) -> None:
@@ -152,8 +171,14 @@ def test_every_job_of_the_project_uses_it(clean_env: pytest.MonkeyPatch) -> None
     # The asset job that UI backfills and `dagster asset materialize` run, the schedules' jobs, the op job.
     assert {"__ASSET_JOB", "update_app_listing"} <= {job.name for job in jobs}
     assert {job.name: job.executor_def.name for job in jobs} == {
-        job.name: "parallel_steps_only" for job in jobs
+        job.name: "exports_in_parallel" for job in jobs
     }
+    # The steps the executor treats as waiting on exports are the project's export-backed assets' steps.
+    exports = [
+        dg.AssetKey(p.split("/")) for p in ("sales/transactions", "licenses/licenses", "licenses/current")
+    ]
+    exports.append(dg.AssetKey(["marketing", "attribution"]))
+    assert sorted(defs.resolve_assets_def(key).op.name for key in exports) == sorted(EXPORT_STEPS)
 
 
 def test_a_one_asset_cli_run_of_the_project_has_no_step_process(tmp_path: Path) -> None:
