@@ -323,17 +323,3 @@ def evaluation_series(metric: str) -> list[SeriesSpec]:
         attrs = {"evaluationType": "Net new evaluation"}
         return [SeriesSpec(name, attrs) for name, _ in hosting_weights(DATA_START)]
     return [SeriesSpec(name) for name, _ in dimension_weights(metric, DATA_START) if not name.startswith("_")]
-
-
-def evaluations_on(world: World, app: App, day: date) -> int:
-    """New evaluations of an app on a day, before any split (the same for every metric)."""
-    u, v = units(world.seed, app.product_id, "evaluations", day.isoformat(), n=2)
-    return draw_count(daily_mean(world, app, 4.0, day), u, v)
-
-
-def evaluation_split(world: World, app: App, day: date, metric: str) -> dict[str, int]:
-    """The day's evaluations split over the metric's values: every metric sums to the same count."""
-    weights = dimension_weights(metric, day)
-    jitter = units(world.seed, app.product_id, "evaluations", metric, day.isoformat(), n=len(weights))
-    parts = split(evaluations_on(world, app, day), [w for _, w in weights], jitter)
-    return {name: part for (name, _), part in zip(weights, parts, strict=True)}

@@ -4,7 +4,8 @@ Benchmarks are built from the sandbox's own daily figures, so they agree with th
 - the churn benchmark's churned licenses of a month are the churn report's cancellations (Monthly and
   Annual) of that month;
 - the evaluation benchmark counts the month's Cloud evaluations of evaluations/hosting;
-- the sales benchmark is the partner share (85%) of the month's Cloud revenue of sales/transactions.
+- the sales benchmark is the month's Cloud vendor revenue (the exact sum of vendorAmount of the Cloud
+  transactions: the partner's share, without Atlassian's).
 Growth rates, percentiles and the Marketplace benchmarks are hashes of (seed, month, base product).
 
 Publication lags as on the live service: the evaluation benchmark and customer insights have data up
@@ -27,17 +28,17 @@ from marketplace_assets.sandbox.data import (
     daily_mean,
     days,
     draw_count,
-    evaluation_split,
     popularity,
     split,
     today,
     unit,
     units,
 )
-from marketplace_assets.sandbox.metrics_data import churn_day, sales_by_hosting
+from marketplace_assets.sandbox.evaluation_data import evaluation_split
+from marketplace_assets.sandbox.license_events import churn_day
 from marketplace_assets.sandbox.records import application_key
+from marketplace_assets.sandbox.sales_aggregates import sales_by_hosting
 
-VENDOR_SHARE = 0.85  # the partner's share of Cloud sales (the sales benchmark excludes Atlassian's)
 SALES_UPDATE_MONTHS = (2, 5, 8, 11)
 
 # --- months --------------------------------------------------------------------------------------
@@ -140,8 +141,8 @@ def cloud_evaluations(world: World, app: App, first: date) -> int:
 
 @lru_cache(maxsize=1 << 14)
 def vendor_sales_cents(world: World, app: App, first: date) -> int:
-    cloud = _sum_days(first, lambda d: dict(sales_by_hosting(world, app, d))["Cloud"].cents)
-    return round(cloud * VENDOR_SHARE)
+    """The month's Cloud vendor revenue (vendorAmount, already the partner's share) in cents."""
+    return _sum_days(first, lambda d: dict(sales_by_hosting(world, app, d))["Cloud"].cents)
 
 
 MonthValue = Callable[[App, date], int]

@@ -1,11 +1,14 @@
 """Partner-metrics records: deterministic values per app, period and attribute combination.
 
-Each app's metrics for a period are computed first (stocks such as installs and MRR at the period's
-last day in the window, flows such as downloads over its days in the window), then split over the
+Each app's metrics for a period are computed first (stocks such as installs at the period's last day
+in the window, flows such as downloads over its days in the window), then split over the
 combinations of the attributes the query breaks down or filters by, with per-app shares that do not
 depend on the period. The filter keeps combinations; the records group what is left by the asked
-attributes. So a total equals the sum of its breakdown, and opening MRR equals the previous period's
-closing MRR.
+attributes. So a total equals the sum of its breakdown.
+
+Recurring revenue (MRR, its movements and ARR) is not generated: it is computed from the sandbox's own
+transactions by the MRR rule, per app and hosting (`recurring_revenue`), so opening MRR equals the
+previous month's closing MRR and an app's MRR is the sum of its hostings'.
 """
 
 from __future__ import annotations
@@ -26,16 +29,19 @@ from marketplace_assets.sandbox.data import (
     unit,
     units,
 )
+from marketplace_assets.sandbox.licensing_data import clock
 from marketplace_assets.sandbox.partner_metrics_schema import (
     APP_VERSION_TYPES,
     ATTRIBUTE_KEYS,
     FIELD_KEYS,
     GMV_FIELDS,
+    METRIC_SETS,
     MetricQuery,
     filter_fields,
     next_period,
 )
 from marketplace_assets.sandbox.records import application_key
+from marketplace_assets.sandbox.recurring_revenue import recurring_revenue
 from marketplace_assets.sandbox.routing import ApiError
 
 Weighted = tuple[tuple[Any, float], ...]
@@ -153,11 +159,6 @@ def _installs(world: World, app: App, day: date) -> int:
     return round(base * _growth(day) * (0.985 + 0.03 * unit(world.seed, app.product_id, "pm-inst", day)))
 
 
-def _mrr(world: World, app: App, day: date) -> float:
-    base = 2500 * world.volume * popularity(world, app)
-    return round(base * _growth(day) * (0.98 + 0.04 * unit(world.seed, app.product_id, "pm-mrr", day)), 2)
-
-
 def _lifetime_gmv(world: World, app: App, version_type: str, day: date) -> float:
     rate = {"RUNS_ON_ATLASSIAN": 9.0, "NATIVE_APP": 4.0, "NON_HARMONISED": 14.0}[version_type]
     elapsed = max(0, (day - DATA_START).days + 1)
@@ -177,17 +178,6 @@ def app_values(world: World, app: App, query: MetricQuery, first: date, last: da
         "D1_D6_AI": draw_count(daily_mean(world, app, 0.9, last) * ndays, u[5], u[6]),
         "AVERAGE_CHURN_DAY": round(20 + 40 * u[7], 1),
     }
-    opening, closing = _mrr(world, app, first - timedelta(days=1)), _mrr(world, app, last)
-    new, expansion, reactivated = (round(opening * f, 2) for f in (0.03 * u[8], 0.02 * u[9], 0.005 * u[10]))
-    contraction = round(opening * 0.01 * u[11], 2)
-    expired = round(opening + new + expansion + reactivated - contraction - closing, 2)
-    if expired < 0:
-        new, expired = round(new - expired, 2), 0.0
-    out |= {
-        "OPENING_MRR": opening, "NEW_MRR": new, "EXPANSION_MRR": expansion, "REACTIVATED_MRR": reactivated,
-        "CONTRACTION_MRR": contraction, "EXPIRED_MRR": expired, "CLOSING_MRR": closing,
-        "ARR": round(closing * 12, 2),
-    }  # fmt: skip
     if GMV_FIELDS & set(query.fields):
         gmv = {t: _lifetime_gmv(world, app, t, last) for t in APP_VERSION_TYPES}
         out["LIFETIME_GMV"] = gmv[query.gmv_type or "NON_HARMONISED"]
@@ -214,10 +204,12 @@ def period_records(world: World, query: MetricQuery, start: date) -> list[dict[s
     shown = [a for a in query.attributes if not (a == "APP_VERSION_TYPE" and query.gmv_type)]
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     weights: dict[tuple[Any, ...], float] = {}  # the share summed into each record, for the means
-    for app in world.apps:
+    recurring = [f for f in query.fields if f in METRIC_SETS["RECURRING_REVENUE"]]
+    for app_number, app in enumerate(world.apps):
         values = app_values(world, app, query, first, last)
         combos = _combinations(world, app, dims)
         shares = [share for _, share in combos]
+        mrr = _MrrSplit(world, app_number, first, last, combos) if recurring else None
         counts = {f: split(int(values[f]), shares, [0.5] * len(shares)) for f in query.fields if f in _COUNTS}
         identity = _identity(world, app)
         if query.gmv_type:
@@ -246,9 +238,37 @@ def period_records(world: World, query: MetricQuery, start: date) -> list[dict[s
                 elif field in _MEANS:  # a mean varies by combination; records average it by share
                     spread = 0.8 + 0.4 * unit(world.seed, app.product_id, "pm-mean", str(combo))
                     record[name] += values[field] * spread * share
+                elif mrr is not None and field in recurring:
+                    record[name] += mrr.value(field, combo, share)
                 else:
                     record[name] += values[field] * share
     return [_finish(record, query, weights[key]) for key, record in groups.items()]
+
+
+class _MrrSplit:
+    """An app's RECURRING_REVENUE values (exact per hosting, from `recurring_revenue`) over the query's
+    combinations: by HOSTING exactly, and by any other attribute in proportion to the combination's
+    share of its hosting (the transactions carry no such attribute)."""
+
+    def __init__(
+        self,
+        world: World,
+        app_number: int,
+        first: date,
+        last: date,
+        combos: list[tuple[dict[str, Any], float]],
+    ) -> None:
+        self.by_hosting = recurring_revenue(world, app_number, first, last, clock(world))
+        self.hosting_share: dict[Any, float] = {}
+        for combo, share in combos:
+            hosting = combo.get("HOSTING")
+            self.hosting_share[hosting] = self.hosting_share.get(hosting, 0.0) + share
+
+    def value(self, field: str, combo: dict[str, Any], share: float) -> float:
+        hosting = combo.get("HOSTING")
+        if hosting is None:  # not broken down by hosting: the app's total, the sum of its hostings
+            return sum(values[field] for values in self.by_hosting.values()) * share
+        return self.by_hosting[hosting][field] * share / self.hosting_share[hosting]
 
 
 def _finish(record: dict[str, Any], query: MetricQuery, weight: float) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from marketplace_assets.sandbox.licensing_data import (
     TERM,
     TIERS,
     Group,
+    License,
     first_day,
     group,
     make_license,
@@ -149,16 +150,14 @@ def transaction_rows(world: World, sale: Sale, day: date, as_of: date) -> list[d
     paid = day + timedelta(days=int(u[1] * 45))
     from_eval = sale.kind == "eval" and sale.k == 0
     term_start = day - REFUND_AFTER if refund else day
-    digits = raw[32:41].translate(_DIGIT_BYTES).decode()
     customer = lic.customer["customerDetails"]
-    eu = "EU-" if customer["region"] == "EMEA" else ""
     sale_day = day.isoformat()
     shares = (0.7, 0.3) if lines_of(lic.group, sale.rank, sale.k) == 2 else (1.0,)
     rows = []
     for line, share in enumerate(shares):
         line_purchase = _money(sign * purchase * share)
         row: dict[str, Any] = {
-            "transactionId": f"IN-{eu}{digits[:3]}-{digits[3:6]}-{digits[6:9]}",
+            "transactionId": _transaction_id(raw, customer["region"]),
             "addonKey": app.addon_key,
             "productId": app.product_id,
             "addonName": app.name,
@@ -200,6 +199,16 @@ def transaction_rows(world: World, sale: Sale, day: date, as_of: date) -> list[d
             row["cloudComplianceBoundaries"] = lic.compliance
         rows.append(row)
     return rows
+
+
+def _transaction_id(raw: bytes, region: str) -> str:
+    digits = raw[32:41].translate(_DIGIT_BYTES).decode()
+    return f"IN-{'EU-' if region == 'EMEA' else ''}{digits[:3]}-{digits[3:6]}-{digits[6:9]}"
+
+
+def transaction_id(world: World, sale: Sale, lic: License) -> str:
+    """The transactionId of a sale's line items, without building them (license events cite it)."""
+    return _transaction_id(_sale_bits(world, sale)[1], lic.customer["customerDetails"]["region"])
 
 
 def _line_id(raw: bytes, line: int) -> str:

@@ -29,22 +29,24 @@ from marketplace_assets.sandbox.endpoints.reporting import (
     dev_path,
     query_link,
 )
-from marketplace_assets.sandbox.metrics_data import (
+from marketplace_assets.sandbox.injected_differences import is_late, rounding_app, whole_dollars
+from marketplace_assets.sandbox.license_events import (
     CONVERSION_TYPES,
     DATASETS,
-    FEEDBACK_METRICS,
     SALE_METRICS,
-    SALES_METRICS,
-    EventFilter,
     churn_day,
     conversion_day,
+)
+from marketplace_assets.sandbox.licensing_data import clock
+from marketplace_assets.sandbox.metrics_data import (
+    FEEDBACK_METRICS,
+    EventFilter,
     events_page,
     feedback_counts,
     feedback_series_names,
-    sales_series_names,
-    sales_split,
 )
 from marketplace_assets.sandbox.routing import ApiError, ApiRequest, Reply, Route, href
+from marketplace_assets.sandbox.sales_aggregates import SALES_METRICS, SERIES, app_lines, sales_split
 
 Daily = Callable[[App, date], dict[str, dict[str, int]]]
 _TIME_SERIES_QUERY = "{?aggregation,startDate,endDate}"
@@ -91,34 +93,53 @@ def feedback_metrics(world: World, req: ApiRequest) -> Reply:
 # --- sales/transactions/{metric} -----------------------------------------------------------------
 
 
-def _cents_to_dollars(series: list[dict[str, Any]]) -> None:
-    for one in series:
-        for element in one["elements"]:
-            element["revenue"] = round(element["revenue"] / 100, 2)
+def _served_revenue(world: World, blocks: list[dict[str, Any]]) -> None:
+    """Revenue in dollars as Atlassian serves it: the rounding app's elements in whole dollars
+    (injected difference `whole_dollar_revenue`), and the total the sum of the apps as served."""
+    total, *addons = blocks
+    rounded = rounding_app(world)
+    for number, addon in enumerate(addons):
+        for one in addon["series"] if number == rounded else ():
+            for element in one["elements"]:
+                element["revenue"] = whole_dollars(element["revenue"])
+    for position, one in enumerate(total["series"]):
+        for index, element in enumerate(one["elements"]):
+            element["revenue"] = sum(a["series"][position]["elements"][index]["revenue"] for a in addons)
+    for block in blocks:
+        for one in block["series"]:
+            for element in one["elements"]:
+                element["revenue"] = round(element["revenue"] / 100, 2)
 
 
 def sales_by_metric(world: World, req: ApiRequest) -> Reply:
-    """Sales per week/month split by a dimension: count, netCount (refunds netted out), revenue (USD).
+    """Sales per week/month split by a dimension, computed from the transactions (`sales_aggregates`):
+    count (line items), netCount (line items that are not refunds), revenue (vendorAmount, USD).
 
     Revenue is summed in integer cents and only then written as dollars, so a total is the sum of its
-    apps to the cent. Every series carries `evaluationType` as the reference sample's do.
+    apps to the cent. Every series carries `evaluationType` as the reference sample's do. Atlassian's
+    side: the first app's latest refund is not counted yet (`late_refund`), the second app's revenue is
+    in whole dollars (`whole_dollar_revenue`); see `injected_differences`.
     """
     metric = _enum(req.params["metric"], SALES_METRICS, "metric")
     aggregation = req.choice("aggregation", AGGREGATIONS, "week")
     start, end = date_window(req)
+    as_of = clock(world)
 
     def daily(app: App, day: date) -> dict[str, dict[str, int]]:
+        if day > as_of:
+            return {}
+        lines = [line for line in app_lines(world, app, day) if not is_late(world, line, as_of)]
         return {
             name: {"count": cell.count, "netCount": cell.net, "revenue": cell.cents}
-            for name, cell in sales_split(world, app, day, metric).items()
+            for name, cell in sales_split(world, app, day, metric, lines).items()
         }
 
     attrs = {"evaluationType": "Net new evaluation"}
-    specs = [SeriesSpec(name, attrs) for name in sales_series_names(metric)]
+    specs = [SeriesSpec(name, attrs) for name in SERIES[metric]]
     fields = ("count", "netCount", "revenue")
     total, addons = time_series(world, start, end, aggregation, specs, daily, fields)
-    for block in (total, *addons):
-        _cents_to_dollars(block["series"])
+    if total["series"]:
+        _served_revenue(world, [total, *addons])
     links = _links(world, req, f"sales/transactions/{metric}", _TIME_SERIES_QUERY)
     return Reply({"_links": links, "total": total, "addons": addons})
 

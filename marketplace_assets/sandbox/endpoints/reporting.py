@@ -11,10 +11,11 @@ from marketplace_assets.sandbox.data import (
     App,
     World,
     evaluation_series,
-    evaluation_split,
     time_series,
     today,
 )
+from marketplace_assets.sandbox.evaluation_data import evaluation_split
+from marketplace_assets.sandbox.licensing_data import clock
 from marketplace_assets.sandbox.records import FeedbackFilter, feedback_page
 from marketplace_assets.sandbox.routing import ApiError, ApiRequest, Reply, Route, href
 
@@ -42,14 +43,18 @@ def query_link(world: World, path: str, template: str) -> dict[str, Any]:
 
 
 def evaluations(world: World, req: ApiRequest) -> Reply:
-    """GET .../evaluations/{metric}: evaluations per week/month split by country|hosting|partner|region."""
+    """GET .../evaluations/{metric}: evaluations per week/month split by country|hosting|partner|region,
+    counted from the evaluation licenses by their start day (`evaluation_data`), up to the clock."""
     metric = req.params["metric"]
     if metric not in EVALUATION_METRICS:
         raise ApiError(400, f"Invalid metric '{metric}': must be one of {list(EVALUATION_METRICS)}")
     aggregation = req.choice("aggregation", AGGREGATIONS, "week")
     start, end = date_window(req)
+    as_of = clock(world)
 
     def daily(app: App, day: date) -> dict[str, dict[str, int]]:
+        if day > as_of:
+            return {}
         return {name: {"count": n} for name, n in evaluation_split(world, app, day, metric).items()}
 
     total, addons = time_series(world, start, end, aggregation, evaluation_series(metric), daily)
