@@ -20,6 +20,11 @@ from marketplace_assets.catalog_sensor import build_catalog_snapshot_sensor
 from marketplace_assets.executors import exports_in_parallel_executor
 from marketplace_assets.export_sensors import build_export_sensor
 from marketplace_assets.jobs import update_app_listing
+from marketplace_assets.metrics.assets import (
+    build_metric_assets,
+    build_reconciliation_checks,
+    metrics_automation,
+)
 from marketplace_assets.partitions import partitions_for
 from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.reports.catalog import EXPORT_REPORTS, REPORTS
@@ -86,7 +91,8 @@ def build_assets(settings: MarketplaceSettings) -> list[dg.AssetsDefinition]:
 
 
 def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
-    # licenses/current's automation sensor ships running too: it only follows licenses/licenses runs.
+    # licenses/current's and the metrics' automation sensors ship running too: they only follow runs of
+    # their raw inputs.
     # The apps sensor only reads the warehouse and adds partitions, so it always runs; the export sensors
     # call the API and launch runs, so they follow MARKETPLACE_AUTOMATION like the schedules.
     status = sensor_status(settings)
@@ -97,6 +103,7 @@ def build_sensors(settings: MarketplaceSettings) -> list[dg.SensorDefinition]:
     return [
         marketplace_apps_sensor,
         current_licenses_automation,
+        metrics_automation,
         *exports,
         build_catalog_snapshot_sensor(status),
     ]
@@ -125,8 +132,12 @@ def build_definitions(settings: MarketplaceSettings) -> dg.Definitions:
     )
     assets = build_assets(settings)
     refresh_jobs, schedules = build_schedules(settings, assets)
+    # Derived in the warehouse from the raw tables; refreshed by their automation sensor, not a schedule.
+    metrics = build_metric_assets(start_date=settings.start_date, sandbox=settings.is_sandbox)
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *metrics],
+        # Each metric against Atlassian's own figure, where that report is defined (metrics/reconcile.py).
+        asset_checks=build_reconciliation_checks([key for a in assets for key in a.keys]),
         sensors=build_sensors(settings),
         schedules=schedules,
         jobs=[update_app_listing, *refresh_jobs],

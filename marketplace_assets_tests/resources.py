@@ -1,5 +1,5 @@
-"""The resources every asset declares (the Marketplace, the PII policy) and its IO manager, for tests that
-materialize assets in process."""
+"""The resources every asset declares (the Marketplace, the PII policy, the warehouse for the metrics'
+queries) and its IO manager, for tests that materialize assets in process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.pii import PiiPolicy
-from marketplace_assets.warehouse import WarehouseIOManager
+from marketplace_assets.warehouse import WarehouseIOManager, WarehouseResource
 
 
 def asset_resources(
@@ -17,5 +17,6 @@ def asset_resources(
     return {
         "marketplace": marketplace,
         "warehouse": WarehouseIOManager(warehouse=str(warehouse)),
+        "warehouse_store": WarehouseResource(warehouse=str(warehouse)),
         "pii": pii or PiiPolicy(),
     }

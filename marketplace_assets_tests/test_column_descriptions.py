@@ -1,10 +1,11 @@
 """Every column of every table has a description that is true for that table, and empty strings the API
 sends for a missing value are stored as NULL.
 
-Every asset of `build_assets` is materialized once against the in-process sandbox (one partition each),
-and the `dagster/column_schema` each materialization records is read back: a column the parsers start
-producing fails here until `columns.py` or `column_descriptions.py` describes it. The reference pages'
-sample responses are parsed too, for the fields the live API sends that the sandbox does not.
+Every asset of `build_assets` and every metric is materialized once against the in-process sandbox (one
+partition each), and the `dagster/column_schema` each materialization records is read back: a column
+the parsers start producing fails here until `columns.py` or `column_descriptions.py` describes it (a
+metric's columns are described on its catalog row). The reference pages' sample responses are parsed
+too, for the fields the live API sends that the sandbox does not.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from marketplace_assets.column_descriptions import BY_CADENCE, BY_FAMILY, BY_TABLE
 from marketplace_assets.columns import describe_column
 from marketplace_assets.definitions import build_assets
+from marketplace_assets.metrics.assets import build_metric_assets
 from marketplace_assets.partitions import APPS
 from marketplace_assets.reports import parsers
 from marketplace_assets.reports.catalog import REPORTS_BY_KEY
@@ -36,7 +38,10 @@ from marketplace_assets_tests.resources import asset_resources
 from marketplace_assets_tests.test_parsers import sample
 
 SETTINGS = MarketplaceSettings(sandbox=True, start_date="2025-01-01", warehouse="unused")
-ASSETS = {a.key.to_user_string(): a for a in build_assets(SETTINGS)}
+# A metric reads raw tables: the daily one runs with (after) the license history it reads, the monthly
+# ones in the monthly run, which comes after the daily run that stores the transactions and licenses.
+METRICS = build_metric_assets(start_date=SETTINGS.start_date, sandbox=True)
+ASSETS = {a.key.to_user_string(): a for a in [*build_assets(SETTINGS), *METRICS]}
 # One partition per cron, where every report has rows: 2025-02-06 has churn events (they are rare), the
 # benchmarks of February 2025 are published, and partner-metric weeks start on Mondays.
 KEY_BY_CRON = {

@@ -27,7 +27,12 @@ SENSOR_DRIVEN = {
     "marketing/attribution": "marketing_attribution_export_sensor",
     "catalog/product_catalog": "catalog_snapshot_sensor",
 }
-EXCLUDED = {*SENSOR_DRIVEN, "licenses/current"}
+# Driven by their automation conditions: licenses/current and the metrics (marketplace_assets/metrics/).
+METRICS = {
+    f"metrics/{name}"
+    for name in ("revenue_monthly", "mrr_monthly", "active_licenses_daily", "trial_conversion_monthly")
+}
+EXCLUDED = {*SENSOR_DRIVEN, "licenses/current", *METRICS}
 
 
 def _schedules(settings: MarketplaceSettings) -> dict[str, dg.ScheduleDefinition]:
@@ -261,6 +266,8 @@ def test_automation_sets_the_default_status_of_schedules_and_export_sensors(clea
     assert sensors.pop("marketplace_apps_sensor") == "RUNNING"  # always on: it only adds app partitions
     # Always on: it only refreshes licenses/current after a licenses/licenses run.
     assert sensors.pop("current_licenses_after_license_history") == "RUNNING"
+    # Always on: it only refreshes the metrics after runs of the raw assets they read.
+    assert sensors.pop("metrics_after_raw_inputs") == "RUNNING"
     assert sensors == {
         name: expected
         for name in (
@@ -299,6 +306,8 @@ def test_every_asset_is_on_exactly_one_schedule_except_those_driven_elsewhere() 
         asset: [sensor] for asset, sensor in SENSOR_DRIVEN.items()
     }
     assert graph.get(dg.AssetKey(["licenses", "current"])).automation_condition is not None
+    metrics = [graph.get(k) for k in graph.get_all_asset_keys() if k.path[0] == "metrics"]
+    assert len(metrics) == 4 and all(m.automation_condition is not None for m in metrics)
     # The listing job is still there next to the refresh jobs.
     assert defs.resolve_job_def("update_app_listing") is not None
 

@@ -360,6 +360,7 @@ def test_bad_export_poll_interval_names_the_variable(clean_env: pytest.MonkeyPat
 SENSOR_INTERVALS = {
     "marketplace_apps_sensor": 60,
     "current_licenses_after_license_history": 30,
+    "metrics_after_raw_inputs": 30,
     "sales_transactions_export_sensor": 30,
     "licenses_licenses_export_sensor": 30,
     "marketing_attribution_export_sensor": 30,

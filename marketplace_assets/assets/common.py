@@ -94,13 +94,16 @@ class MarketplaceAsset:
         description: str,
         sandbox: bool,
         single_run_backfills: bool = True,
-        deps: Sequence[dg.AssetKey] = (),
+        deps: Sequence[dg.AssetKey | dg.AssetDep] = (),
         automation_condition: dg.AutomationCondition | None = None,
+        kinds: set[str] = KINDS,
+        pool: str | None = API_POOL,
         **metadata: Any,
     ) -> Callable[[Callable[..., Iterator[Any]]], dg.AssetsDefinition]:
         """`dg.asset` with what every Marketplace asset has: its area as group, the kinds, the API pool,
         the warehouse IO manager, the source in its metadata, a freshness policy for its cadence, its
-        checks, and (when partitioned) single-run backfills, so a backfill of any range is one run."""
+        checks, and (when partitioned) single-run backfills, so a backfill of any range is one run.
+        Assets that never call the API (the metrics) pass their own `kinds` and `pool=None`."""
         definition_metadata: dict[str, Any] = {"source": "sandbox" if sandbox else "live", **metadata}
         if self.partition_expr is not None:
             definition_metadata["partition_expr"] = self.partition_expr
@@ -117,8 +120,8 @@ class MarketplaceAsset:
                 partitions_def=self.partitions_def,
                 backfill_policy=dg.BackfillPolicy.single_run() if single_run else None,
                 metadata=definition_metadata,
-                kinds=KINDS,
-                pool=API_POOL,
+                kinds=kinds,
+                pool=pool,
                 io_manager_key="warehouse",
                 deps=list(deps),
                 automation_condition=automation_condition,

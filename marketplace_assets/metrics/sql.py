@@ -9,7 +9,8 @@ neither a colon nor a word character.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 Backend = Literal["duckdb", "postgres"]
 PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -26,3 +27,17 @@ def bind(sql: str, backend: Backend) -> str:
         return PARAMETER.sub(r"$\1", sql)
     # psycopg reads every % as the start of a placeholder, so a literal % (a LIKE pattern, modulo) doubles.
     return PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def bound_statement(sql: str, backend: Backend, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The SQL bound for `backend` and the values of the parameters it uses. A parameter without a
+    value is refused before the database is asked; values the SQL does not use are left out (DuckDB
+    refuses named values its statement does not name)."""
+    wanted = parameters(sql)
+    missing = sorted(wanted - set(values))
+    if missing:
+        raise ValueError(
+            f"the SQL uses parameter(s) {', '.join(':' + name for name in missing)} but no value was given "
+            f"for them (given: {', '.join(sorted(values)) or 'none'})"
+        )
+    return bind(sql, backend), {name: values[name] for name in wanted}

@@ -15,9 +15,9 @@ batch at a time, so a write's memory is bounded by one batch, never by the whole
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -184,6 +184,14 @@ class Warehouse(Protocol):
 
     def table_columns(self, table: TableRef) -> dict[str, str]:
         """Column name -> SQL type, in table order; empty when the table does not exist."""
+        ...
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """The rows of one SELECT, run read-only, as a polars frame. The SQL names its parameters
+        ``:name`` (``metrics/sql.py`` binds them for the backend's driver); ``parameters`` gives their
+        values, and one the SQL uses without a value is refused. Exact numbers stay exact: DECIMAL and
+        numeric results come back as polars Decimal, never as floats. A table the SQL reads that does
+        not exist raises `TableNotFoundError`."""
         ...
 
 

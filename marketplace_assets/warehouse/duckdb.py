@@ -20,9 +20,13 @@ moment at which another process could read a partly written table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import duckdb
 import polars as pl
 
+from marketplace_assets.metrics.sql import bound_statement
 from marketplace_assets.warehouse._duckdb_core import SchemaChanges, q, qt
 from marketplace_assets.warehouse.base import (
     TableNotFoundError,
@@ -73,6 +77,24 @@ class DuckDBWarehouse(DuckDBMerge):
                 return con.sql(f"SELECT * FROM {qt(table)}").pl()
             predicate = self._scope_predicate(con, scope, columns)
             return con.sql(f"SELECT * FROM {qt(table)} AS t WHERE {predicate}").pl()
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        statement, values = bound_statement(sql, "duckdb", parameters or {})
+        if not self.path.exists():
+            raise TableNotFoundError(
+                f"No warehouse file at {self.path} yet: materialize the tables the query reads"
+            )
+        # Read-only: DuckDB refuses any write on the connection, and other processes may read meanwhile.
+        with self._connection(read_only=True) as con:
+            try:
+                relation = con.sql(statement, params=values)
+            except duckdb.CatalogException as exc:
+                raise TableNotFoundError(f"{exc} (in {self.path})") from exc
+            if relation is None:
+                raise ValueError(
+                    f"the statement returned no rows to read; query() runs a SELECT: {sql.strip()[:80]}"
+                )
+            return relation.pl()
 
     # -- the write, step by step (separate methods so tests can break any one of them) --------------
     def _write_in_transaction(

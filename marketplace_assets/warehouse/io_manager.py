@@ -39,6 +39,7 @@ WRITE_MODE = "write_mode"
 MERGE_KEYS = "merge_keys"
 REPLACE = "replace"
 MERGE = "merge"
+COLUMN_SCHEMA = "dagster/column_schema"
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):
@@ -115,7 +116,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         partitions = len(context.asset_partition_keys) if context.has_asset_partitions else 0
         if partitions > 1:
             context.log.info(f"{where}: {describe_write(result, merge_keys)}")
-        context.add_output_metadata(output_metadata(result, scope, merge_keys, partitions=partitions))
+        declared = declared_descriptions(metadata)
+        context.add_output_metadata(
+            output_metadata(result, scope, merge_keys, partitions=partitions, descriptions=declared)
+        )
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = _table(context)
@@ -131,9 +135,11 @@ def output_metadata(
     merge_keys: Sequence[str] | None = None,
     *,
     partitions: int = 0,
+    descriptions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Materialization metadata; ``merge_keys`` is given for merge writes, ``partitions`` is the number
-    of partitions the output covers (0: unpartitioned).
+    of partitions the output covers (0: unpartitioned); ``descriptions`` are the asset's own column
+    descriptions, which come before the shared vocabulary of ``columns.py``.
 
     Dagster copies an output's metadata onto the materialization of every partition it covers. The
     table and its columns are true for each of them. The write's counts (rows written, replaced,
@@ -146,14 +152,15 @@ def output_metadata(
                 name=name,
                 type=sql_type,
                 # The table's own meaning of the column: `date`, `count`, ... differ between reports.
-                description=describe_column(f"{result.table.schema}/{result.table.name}", name),
+                description=(descriptions or {}).get(name)
+                or describe_column(f"{result.table.schema}/{result.table.name}", name),
             )
             for name, sql_type in result.columns.items()
         ]
     )
     metadata: dict[str, Any] = {
         "dagster/table_name": str(result.table),
-        "dagster/column_schema": schema,
+        COLUMN_SCHEMA: schema,
     }
     if merge_keys is not None:
         metadata |= {"write_mode": MERGE, "merge_keys": ", ".join(merge_keys)}
@@ -177,6 +184,15 @@ def output_metadata(
             "duplicates_dropped": result.duplicates_dropped,
         }
     return metadata
+
+
+def declared_descriptions(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """Column -> description from the asset's own ``dagster/column_schema`` definition metadata (the
+    metrics declare theirs), empty when it declares none."""
+    schema = _unwrap(metadata.get(COLUMN_SCHEMA))
+    if not isinstance(schema, dg.TableSchema):
+        return {}
+    return {column.name: column.description for column in schema.columns if column.description}
 
 
 def describe_write(result: WriteResult, merge_keys: Sequence[str] | None) -> str:

@@ -46,12 +46,14 @@ What blocks what (``postgres_locks.py`` has the details):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 
+from marketplace_assets.metrics.sql import bound_statement
 from marketplace_assets.warehouse.base import (
     TableNotFoundError,
     TableRef,
@@ -62,6 +64,7 @@ from marketplace_assets.warehouse.base import (
 from marketplace_assets.warehouse.batches import Batches, Rows, iter_batches
 from marketplace_assets.warehouse.postgres_core import schemas_of
 from marketplace_assets.warehouse.postgres_merge import PostgresMerge
+from marketplace_assets.warehouse.postgres_query import frame_from_cursor
 from marketplace_assets.warehouse.postgres_rows import copy_batch, from_table, read_frame, scope_predicate
 from marketplace_assets.warehouse.postgres_schema import qt, table_columns
 from marketplace_assets.warehouse.scope import PartitionScope
@@ -79,6 +82,19 @@ class PostgresWarehouse(PostgresMerge):
                 )
             predicate = None if scope is None else scope_predicate(scope, columns)
             return read_frame(con, from_table(table, predicate), columns)
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        statement, values = bound_statement(sql, "postgres", parameters or {})
+        try:
+            with self._transaction("running a query") as con:
+                # Before the statement: the transaction refuses any write, whatever the SQL says.
+                con.execute("SET TRANSACTION READ ONLY")
+                with con.cursor() as cursor:
+                    cursor.execute(statement, values)  # type: ignore[arg-type]  # bound text, not a literal
+                    return frame_from_cursor(cursor)
+        except errors.UndefinedTable as exc:
+            message = self._target.redact(str(exc).strip())
+            raise TableNotFoundError(f"{message} (in {self.url})") from exc
 
     def write(self, table: TableRef, rows: Rows, scope: PartitionScope | None) -> WriteResult:
         # A frame is checked before connecting; staged batches one by one inside the transaction.

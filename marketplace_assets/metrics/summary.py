@@ -1,0 +1,78 @@
+"""The markdown summary on a metric's latest materialization: its headline figures over the last 12
+periods (months, or days for a daily metric) and the top apps of the latest period.
+
+The figures are sums of the metric's own rows, exactly (Decimal money stays Decimal until it is
+printed with two decimals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+
+import polars as pl
+
+from marketplace_assets.metrics.metric import APP_COLUMN, Metric
+
+PERIODS = 12
+TOP_APPS = 5
+
+
+def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]) -> str:
+    """The summary of `rows` (the metric's rows of `periods`, the last of them the latest) as markdown."""
+    period = metric.period_column
+    unit = "days" if metric.cadence.value == "daily" else "months"
+    headline = [c for c in metric.headline if c in rows.columns]
+    totals = (
+        rows.group_by(period).agg(pl.col(c).sum() for c in headline)
+        if rows.height
+        else pl.DataFrame(schema={period: pl.Date})
+    )
+    by_period = {row[period]: row for row in totals.iter_rows(named=True)}
+    lines = [
+        f"**{metric.key.to_user_string()}: the last {len(periods)} {unit}** (all apps; an empty row is a "
+        "period with no rows or not materialized yet)",
+        "",
+        "| " + " | ".join([period, *headline]) + " |",
+        "|---|" + "---:|" * len(headline),
+    ]
+    for day in periods:
+        values = by_period.get(day, {})
+        lines.append("| " + " | ".join([day.isoformat(), *(_number(values.get(c)) for c in headline)]) + " |")
+    ranking = next(iter(headline), None)
+    latest = periods[-1] if periods else None
+    if ranking is not None and latest is not None and APP_COLUMN in rows.columns:
+        lines += ["", *_top_apps(rows.filter(pl.col(period) == latest), ranking, latest)]
+    return "\n".join(lines)
+
+
+def _top_apps(rows: pl.DataFrame, ranking: str, latest: date) -> list[str]:
+    apps = (
+        rows.group_by(APP_COLUMN).agg(pl.col(ranking).sum()).sort(ranking, descending=True, nulls_last=True)
+    )
+    if not apps.height:
+        return [f"No rows for {latest.isoformat()}: no top apps."]
+    total = apps.get_column(ranking).sum()
+    lines = [
+        f"**Top apps in {latest.isoformat()}** by {ranking}",
+        "",
+        f"| app | {ranking} | share |",
+        "|---|---:|---:|",
+    ]
+    for app, value in apps.head(TOP_APPS).iter_rows():
+        share = f"{Decimal(value) / Decimal(total):.1%}" if total and value is not None else ""
+        lines.append(f"| {app if app is not None else '(no app)'} | {_number(value)} | {share} |")
+    if apps.height > TOP_APPS:
+        lines.append(f"| {apps.height - TOP_APPS} more app(s) | | |")
+    return lines
+
+
+def _number(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal | float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,437 @@
+"""The reconciliation checks (metrics/reconcile*.py) on hand-made tables of both sides, on DuckDB and
+PostgreSQL: within tolerance passes, over tolerance warns naming the app and month, a month the other
+side lacks is reported as not compared; then against the sandbox at a fixed clock: the late refund is
+flagged for its app and months, the rounding differences are not.
+
+Every expected figure below is worked out by hand in the comments beside it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from marketplace_assets.api.resource import MarketplaceResource
+from marketplace_assets.dagster_conventions import range_tags
+from marketplace_assets.definitions import build_assets
+from marketplace_assets.metrics.assets import build_metric_assets, build_reconciliation_checks
+from marketplace_assets.metrics.catalog import REVENUE_MONTHLY
+from marketplace_assets.metrics.reconcile import reconciliation_result
+from marketplace_assets.metrics.reconciliations import (
+    MRR_VS_RECURRING_REVENUE,
+    REVENUE_VS_TRANSACTIONS_BY_HOSTING,
+    TRIAL_CONVERSION_VS_CONVERSION,
+)
+from marketplace_assets.sandbox import Sandbox, serve
+from marketplace_assets.sandbox.licensing_data import set_clock
+from marketplace_assets.settings import MarketplaceSettings
+from marketplace_assets.warehouse import TableRef, Warehouse, open_warehouse
+from marketplace_assets_tests.resources import asset_resources
+from marketplace_assets_tests.test_metrics_query import BACKENDS, empty_warehouse
+from marketplace_assets_tests.test_metrics_revenue import LINE_ITEMS, transactions_frame
+
+D = dt.date
+JAN, FEB, MAR, APR = D(2025, 1, 1), D(2025, 2, 1), D(2025, 3, 1), D(2025, 4, 1)
+
+
+@pytest.fixture(params=BACKENDS)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+    return empty_warehouse(request, tmp_path, monkeypatch)
+
+
+def write(warehouse: Warehouse, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """`rows` (tuples in the order of the space-separated `columns`) as the table `schema.name`."""
+    schema, name = table.split(".")
+    frame = pl.DataFrame(rows, schema=columns.split(), orient="row")
+    warehouse.write(TableRef(schema, name), frame, None)
+
+
+def check(warehouse: Warehouse, reconciliation: Any, months: Sequence[dt.date]) -> dg.AssetCheckResult:
+    end = months_later(months[-1], 1)
+    rows = warehouse.query(reconciliation.sql, {"start": months[0], "end": end})
+    return reconciliation_result(reconciliation, rows, months)
+
+
+def value(result: dg.AssetCheckResult | dg.AssetCheckEvaluation, key: str) -> Any:
+    entry = result.metadata[key]
+    return entry.value if isinstance(entry, dg.MetadataValue) else entry
+
+
+def table_rows(result: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> list[list[str]]:
+    """The comparison table's rows as cells (header and rule left out)."""
+    lines = str(value(result, "comparison")).splitlines()[2:]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def outside(result: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> list[list[str]]:
+    return [row for row in table_rows(result) if row[-1] == "**outside**"]
+
+
+# -- MRR against partner_metrics/recurring_revenue --------------------------------------------------------
+def write_items(warehouse: Warehouse, items: list[tuple[str, dt.date, int]]) -> None:
+    """sales.transactions line items (app, sale and maintenance start date, months of maintenance)."""
+    write(
+        warehouse,
+        "sales.transactions",
+        "addon_key purchase_details_sale_date purchase_details_maintenance_start_date "
+        "purchase_details_maintenance_end_date",
+        [(app, day, day, months_later(day, months)) for app, day, months in items],
+    )
+
+
+def months_later(day: dt.date, months: int) -> dt.date:
+    """The same day `months` months later (the days used here exist in every month)."""
+    index = day.year * 12 + day.month - 1 + months
+    return day.replace(year=index // 12, month=index % 12 + 1)
+
+
+def test_mrr_within_tolerance_over_it_and_a_month_atlassian_lacks(warehouse: Warehouse) -> None:
+    mrr = [("app.a", "Cloud", "100.00"), ("app.a", "Data Center", "50.00"), ("app.b", "Cloud", "80.00")]
+    write(
+        warehouse,
+        "metrics.mrr_monthly",
+        "month addon_key hosting mrr",
+        [(JAN, app, hosting, Decimal(amount)) for app, hosting, amount in mrr]
+        + [(FEB, "app.a", "Cloud", Decimal("70.00"))],
+    )
+    # Atlassian's January only: app.a 150.01 (ours 100 + 50 = 150.00), app.b 90.00 (ours 80.00).
+    write(
+        warehouse,
+        "partner_metrics.recurring_revenue",
+        "date app_key closing_mrr",
+        [(JAN, "app.a", 150.01), (JAN, "app.b", 90.0)],
+    )
+    # Monthly line items (n = 1): two of app.a's and one of app.b's cover January, so the tolerance
+    # is $0.005 x (2 line items + 2 hostings) = $0.02 for app.a and $0.005 x (1 + 1) = $0.01 for app.b.
+    write_items(
+        warehouse, [("app.a", D(2025, 1, 5), 1), ("app.a", D(2025, 1, 9), 1), ("app.b", D(2025, 1, 7), 1)]
+    )
+    result = check(warehouse, MRR_VS_RECURRING_REVENUE, [JAN, FEB])
+    assert not result.passed and result.severity is dg.AssetCheckSeverity.WARN
+    description = result.description or ""
+    assert (
+        "app.b in 2025-01 (MRR, all hostings: ours 80.00, Atlassian 90.00, difference -10.00" in description
+    )
+    assert "app.a in" not in description, "0.01 off is within app.a's $0.02"
+    assert "2025-02: partner_metrics/recurring_revenue has no row for the month" in description
+    assert table_rows(result) == [
+        ["2025-01", "app.b", "MRR, all hostings", "80.00", "90.00", "-10.00", "0.01", "**outside**"],
+        ["2025-01", "app.a", "MRR, all hostings", "150.00", "150.01", "-0.01", "0.02", "within"],
+    ]
+    # Totals over the rows compared (January): 230.00 against 240.01.
+    assert value(result, "ours_total (USD)") == 230.0
+    assert value(result, "atlassian_total (USD)") == 240.01
+    assert value(result, "difference_total (USD)") == pytest.approx(-10.01)
+    assert (value(result, "rows_compared"), value(result, "rows_outside_tolerance")) == (2, 1)
+    assert value(result, "months_not_compared") == 1
+    assert value(result, "outside_tolerance") == "app.b 2025-01"
+
+
+def test_mrr_agreeing_passes_and_a_short_history_is_not_compared(warehouse: Warehouse) -> None:
+    write(
+        warehouse,
+        "metrics.mrr_monthly",
+        "month addon_key hosting mrr",
+        [(MAR, "app.a", "Cloud", Decimal(10))],
+    )
+    write(warehouse, "partner_metrics.recurring_revenue", "date app_key closing_mrr", [(MAR, "app.a", 10.0)])
+    # An annual plan (n = 12) sold on 2025-03-04: a month needs sales from 11 months before it.
+    write_items(warehouse, [("app.a", D(2025, 3, 4), 12)])
+    short = check(warehouse, MRR_VS_RECURRING_REVENUE, [MAR])
+    assert not short.passed
+    assert (
+        "2025-03: sales/transactions holds no sale before 2025-03-04, none from the month of 2024-04-01 "
+        "(a 12-month maintenance period sold then covers the month): ours may be short"
+    ) in (short.description or "")
+    # With sales from April 2024 on (a monthly item sold then), March 2025 is compared, and agrees.
+    write_items(warehouse, [("app.a", D(2025, 3, 4), 12), ("app.x", D(2024, 4, 28), 1)])
+    agreed = check(warehouse, MRR_VS_RECURRING_REVENUE, [MAR])
+    assert agreed.passed, agreed.description
+    assert agreed.description == (
+        "Within tolerance: 1 row(s), 1 app(s), 2025-03; the largest difference is 0.00."
+    )
+
+
+# -- revenue against sales/transactions_by_hosting --------------------------------------------------------
+# March 2025 starts on a Saturday: its weeks start on Sundays 2, 9, 16, 23 and 30 March, the last one ends
+# on Saturday 5 April. 1 March belongs to the week of 23 February (February's), 1-5 April to March's.
+MARCH_WEEKS = [D(2025, 3, d) for d in (2, 9, 16, 23, 30)]
+SALES = [  # sale date, app, hosting, vendor amount
+    (D(2025, 3, 1), "app.a", "Cloud", 10.00),  # in February's last week
+    (D(2025, 3, 10), "app.a", "Cloud", 100.00),
+    (D(2025, 4, 2), "app.a", "Cloud", 5.25),  # in March's last week
+    (D(2025, 4, 6), "app.a", "Cloud", 7.00),  # April's
+    (D(2025, 3, 15), "app.b", "Data Center", 200.40),
+    (D(2025, 3, 20), "app.b", "Data Center", -50.00),  # a refund
+]
+
+
+def by_hosting(cells: list[tuple[dt.date, str, str, float]]) -> list[tuple[Any, ...]]:
+    """sales/transactions_by_hosting rows: every March week for app.a's Cloud (zeros included, as the API
+    serves them), plus `cells` (week, app, hosting, revenue)."""
+    filled = {(w, "app.a", "Cloud"): 0.0 for w in MARCH_WEEKS} | {(w, a, h): r for w, a, h, r in cells}
+    return [("app", *key, revenue) for key, revenue in filled.items()]
+
+
+BY_HOSTING = "scope date addon_key series revenue"
+REVENUE = "month addon_key hosting sale_type vendor_amount"
+
+
+def write_sales(warehouse: Warehouse, sales: list[tuple[dt.date, str, str, float]]) -> None:
+    columns = "purchase_details_sale_date addon_key purchase_details_hosting purchase_details_vendor_amount"
+    write(warehouse, "sales.transactions", columns, sales)
+
+
+def test_revenue_on_atlassians_weeks(warehouse: Warehouse) -> None:
+    write_sales(warehouse, SALES)
+    # The metric's March (by sale date): app.a Cloud 10 + 100 = 110.00; app.b Data Center 200.40 - 50.
+    revenue = [("app.a", "Cloud", "New", "110.00"), ("app.b", "Data Center", "New", "200.40")]
+    revenue += [("app.b", "Data Center", "Refund", "-50.00")]
+    write(warehouse, "metrics.revenue_monthly", REVENUE, [(MAR, *r[:3], Decimal(r[3])) for r in revenue])
+    write(
+        warehouse,
+        "sales.transactions_by_hosting",
+        BY_HOSTING,
+        by_hosting(
+            [
+                (D(2025, 3, 9), "app.a", "Cloud", 100.00),
+                (D(2025, 3, 30), "app.a", "Cloud", 5.25),
+                (D(2025, 3, 9), "app.b", "Data Center", 200.00),  # whole dollars: 200.40 -> 200
+                (D(2025, 3, 16), "app.b", "Data Center", -50.00),
+                (D(2025, 3, 23), "app.b", "Cloud", 3000.00),  # a sale ours does not have
+            ]
+        ),
+    )
+    result = check(warehouse, REVENUE_VS_TRANSACTIONS_BY_HOSTING, [MAR, APR])
+    assert not result.passed
+    # app.a Cloud: 110.00 - 10.00 (1 March) + 5.25 (2 April) = 105.25 = 100 + 5.25. app.b Data Center:
+    # 150.40 against 150.00, within 5 weeks x $0.50. app.b Cloud: 0 against 3,000.00.
+    assert table_rows(result) == [
+        ["2025-03", "app.b", "revenue, Cloud", "0.00", "3,000.00", "-3,000.00", "0.50", "**outside**"],
+        ["2025-03", "app.a", "revenue, Cloud", "105.25", "105.25", "0.00", "2.50", "within"],
+        ["2025-03", "app.b", "revenue, Data Center", "150.40", "150.00", "+0.40", "1.00", "within"],
+    ]
+    description = result.description or ""
+    assert "app.b in 2025-03 (revenue, Cloud: ours 0.00, Atlassian 3,000.00" in description
+    assert "2025-04: sales/transactions_by_hosting has no week starting in the month" in description
+    assert value(result, "outside_tolerance") == "app.b 2025-03"
+
+
+def test_revenue_needs_every_week_and_our_sales_through_the_last_one(warehouse: Warehouse) -> None:
+    # Sales only up to 2 April: March's last week ends on 5 April.
+    write_sales(warehouse, SALES[:3])
+    write(warehouse, "metrics.revenue_monthly", REVENUE, [(MAR, "app.a", "Cloud", "New", Decimal(110))])
+    write(warehouse, "sales.transactions_by_hosting", BY_HOSTING, by_hosting([]))
+    result = check(warehouse, REVENUE_VS_TRANSACTIONS_BY_HOSTING, [MAR])
+    assert not result.passed and value(result, "rows_compared") == 0
+    assert (
+        "2025-03: sales/transactions ends on 2025-04-02, before the month's last week ends (2025-04-05)"
+    ) in (result.description or "")
+    # Four of March's five weeks on Atlassian's side.
+    write_sales(warehouse, SALES)
+    write(warehouse, "sales.transactions_by_hosting", BY_HOSTING, by_hosting([])[:4])
+    result = check(warehouse, REVENUE_VS_TRANSACTIONS_BY_HOSTING, [MAR])
+    assert "2025-03: sales/transactions_by_hosting has 4 of the 5 weeks starting in the month" in (
+        result.description or ""
+    )
+
+
+# -- trial conversion against sales/conversion ------------------------------------------------------------
+LICENSE_VERSIONS = [  # license, app, hosting, type, maintenance start, last updated
+    ("E1", "app.a", "Cloud", "net_new_evaluation", D(2025, 3, 1), D(2025, 3, 1)),  # February's week
+    ("E1", "app.a", "Cloud", "COMMERCIAL", D(2025, 3, 31), D(2025, 3, 31)),  # converts in March's
+    ("E2", "app.a", "Cloud", "upgrade_evaluation", D(2025, 3, 10), D(2025, 3, 10)),
+    ("E3", "app.a", "Cloud", "EVALUATION", D(2025, 4, 3), D(2025, 4, 3)),  # April cohort, March's week
+    ("E4", "app.a", "Data Center", "EVALUATION", D(2025, 3, 12), D(2025, 3, 12)),  # not Cloud
+    ("E5", "app.b", "Cloud", "net_new_evaluation", D(2025, 2, 20), D(2025, 2, 20)),
+    ("E5", "app.b", "Cloud", "COMMERCIAL", D(2025, 3, 22), D(2025, 3, 22)),  # converts in March
+    ("E6", "app.b", "Cloud", "COMMERCIAL", D(2025, 4, 7), D(2025, 4, 7)),  # the history reaches 7 April
+]
+
+
+def test_conversion_counts_the_same_evaluations_and_conversions_on_both_sides(warehouse: Warehouse) -> None:
+    columns = "app_entitlement_number addon_key hosting license_type maintenance_start_date last_updated"
+    write(warehouse, "licenses.licenses", columns, LICENSE_VERSIONS)
+    # The metric's March cohort (by start day): app.a Cloud E1 and E2, app.a Data Center E4.
+    cohort = [("Cloud", "net_new_evaluation"), ("Cloud", "upgrade_evaluation"), ("Data Center", "EVALUATION")]
+    write(
+        warehouse,
+        "metrics.trial_conversion_monthly",
+        "month addon_key hosting evaluation_type evaluations",
+        [(MAR, "app.a", hosting, kind, 1) for hosting, kind in cohort],
+    )
+    # Atlassian's March weeks: app.a evaluations E2 (Upgrade, 9 March) and E3 (Net new, 30 March), app.a's
+    # conversion of E1 (30 March); app.b: no evaluation, 2 conversions where ours has E5 only.
+    weeks = [w.isoformat() for w in MARCH_WEEKS]
+    cells = {(w, "app.a", "Evaluations", "Net new"): 0 for w in weeks} | {
+        (weeks[1], "app.a", "Evaluations", "Upgrade"): 1,
+        (weeks[4], "app.a", "Evaluations", "Net new"): 1,
+        (weeks[4], "app.a", "Conversions", "Net new"): 1,
+        (weeks[0], "app.b", "Evaluations", "Net new"): 0,
+        (weeks[2], "app.b", "Conversions", "Net new"): 2,
+    }
+    write(
+        warehouse,
+        "sales.conversion",
+        "scope date addon_key series conversion_type count",
+        [("app", D.fromisoformat(k[0]), *k[1:], count) for k, count in cells.items()],
+    )
+    result = check(warehouse, TRIAL_CONVERSION_VS_CONVERSION, [MAR])
+    assert not result.passed
+    # app.a evaluations: the cohort's 2 (E1, E2) - E1 (1 March) + E3 (3 April) = 2; conversions: E1 (31
+    # March). app.b: E5 converted on 22 March; its start (20 February) is in February's weeks.
+    assert table_rows(result) == [
+        ["2025-03", "app.b", "Cloud conversions", "1", "2", "-1", "0", "**outside**"],
+        ["2025-03", "app.a", "Cloud conversions", "1", "1", "0", "0", "within"],
+        ["2025-03", "app.a", "Cloud evaluations", "2", "2", "0", "0", "within"],
+        ["2025-03", "app.b", "Cloud evaluations", "0", "0", "0", "0", "within"],
+    ]
+    assert "app.b in 2025-03 (Cloud conversions: ours 1, Atlassian 2, difference -1, tolerance 0)" in (
+        result.description or ""
+    )
+    assert (value(result, "ours_total (count)"), value(result, "atlassian_total (count)")) == (4.0, 5.0)
+
+    # April: no week of sales/conversion, and the history ends (7 April) before April's last week does.
+    april = check(warehouse, TRIAL_CONVERSION_VS_CONVERSION, [APR])
+    assert not april.passed and value(april, "rows_compared") == 0
+    assert "2025-04: sales/conversion has no week starting in the month" in (april.description or "")
+
+
+# -- the check as Dagster runs it ---------------------------------------------------------------------------
+def test_the_check_runs_with_its_metric_and_warns_when_a_table_is_missing(tmp_path: Path) -> None:
+    location = str(tmp_path / "wh.duckdb")
+    open_warehouse(location).write(TableRef("sales", "transactions"), transactions_frame(LINE_ITEMS), None)
+    settings = MarketplaceSettings(sandbox=True, start_date="2025-01-01", warehouse=location)
+    raw_keys = [key for a in build_assets(settings) for key in a.keys]
+    checks = {key.name: c for c in build_reconciliation_checks(raw_keys) for key in c.check_keys}
+    assert set(checks) == {
+        "reconciles_with_transactions_by_hosting",
+        "reconciles_with_recurring_revenue",
+        "reconciles_with_conversion",
+    }
+    revenue_check_name = "reconciles_with_transactions_by_hosting"
+    revenue_check = checks[revenue_check_name]
+    spec = next(iter(revenue_check.check_specs))
+    assert spec.additional_deps and {d.asset_key for d in spec.additional_deps} == {
+        dg.AssetKey(["sales", "transactions_by_hosting"]),
+        dg.AssetKey(["sales", "transactions"]),
+    }
+    assert not spec.blocking
+    assert build_reconciliation_checks([]) == [], "no check against a report that is not defined"
+    metrics = build_metric_assets(start_date=D(2025, 1, 1), sandbox=True)
+    metric = next(a for a in metrics if a.key == REVENUE_MONTHLY.key)
+    resources = asset_resources(MarketplaceResource(developer_id="never-called"), Path(location))
+    result = dg.materialize([metric, revenue_check], resources=resources, partition_key="2025-02-01")
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == revenue_check_name]
+    assert not evaluation.passed and evaluation.severity is dg.AssetCheckSeverity.WARN
+    assert evaluation.description is not None
+    assert evaluation.description.startswith("Not reconciled for 2025-02: a table it reads is missing")
+    assert "Materialize sales/transactions_by_hosting" in evaluation.description
+    # Executed on its own (no partition): every month the metric holds, here February 2025 only.
+    alone = dg.materialize(
+        [metric, revenue_check], selection=dg.AssetSelection.checks(revenue_check), resources=resources
+    )
+    assert not alone.get_asset_materialization_events()
+    (evaluation,) = alone.get_asset_check_evaluations()
+    assert (evaluation.description or "").startswith("Not reconciled for 2025-02: a table it reads")
+
+
+# -- against the sandbox -------------------------------------------------------------------------------
+# docs/sandbox-aggregates.md: at clock 2025-03-15 the late refund is com.sandbox.aurora's Cloud refund
+# sold on 2025-02-06 (the week of Sunday 2 February): -$2,696.29, maintenance 2025-01-23 to 2026-01-23
+# (n = 12), so Atlassian's aurora MRR is $224.69 higher (2,696.29 / 12 = 224.6908..., within a cent after
+# each side's rounding) from January 2025 on. The second app, com.sandbox.raven, carries the rounding.
+SANDBOX_CLOCK = D(2025, 3, 15)
+FIRST_APP, SECOND_APP = "com.sandbox.aurora", "com.sandbox.raven"
+CREDENTIALS = ("reconcile-developer", "reconcile@example.com", "reconcile-token")
+
+
+@pytest.fixture(scope="module")
+def sandbox_checks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dg.AssetCheckEvaluation]]:
+    """The sandbox's raw inputs materialized into a temporary DuckDB warehouse, then revenue (January and
+    February 2025) and MRR (January to March 2025) with their reconciliation checks."""
+    developer, email, token = CREDENTIALS
+    sandbox = Sandbox(developer_id=developer, email=email, token=token)
+    set_clock(sandbox, SANDBOX_CLOCK)
+    location = str(tmp_path_factory.mktemp("reconcile") / "wh.duckdb")
+    settings = MarketplaceSettings(sandbox=True, start_date="2024-01-01", warehouse=location)
+    raw = {a.key.to_user_string(): a for a in build_assets(settings)}
+    metrics = {a.key.path[1]: a for a in build_metric_assets(start_date=D(2024, 1, 1), sandbox=True)}
+    checks = build_reconciliation_checks([key for a in raw.values() for key in a.keys])
+    instance = dg.DagsterInstance.ephemeral()
+    with serve(sandbox) as url:
+        marketplace = MarketplaceResource(
+            developer_id=developer, email=email, api_token=token, base_url=url, export_poll_interval=0.01
+        )
+        resources = asset_resources(marketplace, Path(location))
+        # MRR of January 2025 reads the line items sold since February 2024; Atlassian counts the sales
+        # of the clock's own day too.
+        for key, first, last in [
+            ("sales/transactions", "2024-01-01", "2025-03-15"),
+            ("sales/transactions_by_hosting", "2025-01-05", "2025-02-23"),
+            ("partner_metrics/recurring_revenue", "2025-01-01", "2025-03-01"),
+        ]:
+            assert dg.materialize(
+                [raw[key]], resources=resources, instance=instance, tags=range_tags(first, last)
+            ).success
+    evaluations: dict[str, dg.AssetCheckEvaluation] = {}
+    for metric, first, last in [
+        ("revenue_monthly", "2025-01-01", "2025-02-01"),
+        ("mrr_monthly", "2025-01-01", "2025-03-01"),
+    ]:
+        run = dg.materialize(
+            [metrics[metric], *checks],
+            selection=dg.AssetSelection.assets(metrics[metric].key),
+            resources=resources,
+            instance=instance,
+            tags=range_tags(first, last),
+        )
+        assert run.success
+        evaluations |= {
+            e.check_name: e
+            for e in run.get_asset_check_evaluations()
+            if e.check_name.startswith("reconciles")
+        }
+    yield evaluations
+
+
+def test_the_sandboxs_late_refund_is_flagged_in_revenue_for_its_app_and_week(
+    sandbox_checks: dict[str, dg.AssetCheckEvaluation],
+) -> None:
+    revenue = sandbox_checks["reconciles_with_transactions_by_hosting"]
+    assert not revenue.passed and revenue.severity is dg.AssetCheckSeverity.WARN
+    # Ours has the refund, Atlassian's week of 2 February (February's) does not: ours is lower by it.
+    assert [row[:3] + row[5:6] for row in outside(revenue)] == [
+        ["2025-02", FIRST_APP, "revenue, Cloud", "-2,696.29"]
+    ]
+    assert f"{FIRST_APP} in 2025-02 (revenue, Cloud" in (revenue.description or "")
+    assert value(revenue, "months_not_compared") == 0
+    # Whole-dollar rounding: the second app's rows differ, each by at most $0.50 a week, and pass.
+    second = [row for row in table_rows(revenue) if row[1] == SECOND_APP and row[5] not in ("0.00", "+0.00")]
+    assert second and all(row[-1] == "within" for row in second)
+    assert all(abs(Decimal(row[5].replace(",", ""))) <= Decimal("0.50") * 4 for row in second)
+
+
+def test_the_sandboxs_late_refund_is_flagged_in_mrr_for_every_month_it_covers(
+    sandbox_checks: dict[str, dg.AssetCheckEvaluation],
+) -> None:
+    mrr = sandbox_checks["reconciles_with_recurring_revenue"]
+    assert not mrr.passed and mrr.severity is dg.AssetCheckSeverity.WARN
+    flagged = outside(mrr)
+    assert [row[:2] for row in flagged] == [
+        ["2025-01", FIRST_APP], ["2025-02", FIRST_APP], ["2025-03", FIRST_APP],
+    ]  # fmt: skip
+    assert all(abs(Decimal(row[5]) + Decimal("224.69")) <= Decimal("0.01") for row in flagged)
+    assert f"{FIRST_APP} in 2025-01 (MRR, all hostings" in (mrr.description or "")
+    assert "2025-02" in (mrr.description or "") and "2025-03" in (mrr.description or "")
+    # Per-item rounding: the second app's MRR is within its tolerance every month.
+    second = [row for row in table_rows(mrr) if row[1] == SECOND_APP]
+    assert len(second) == 3 and all(row[-1] == "within" for row in second)
+    assert any(row[5] not in ("0.00", "+0.00") for row in second), "the rounding shows, within tolerance"
+    assert value(mrr, "months_not_compared") == 0
