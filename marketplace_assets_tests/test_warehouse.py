@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG
+from marketplace_assets.dagster_conventions import RANGE_END_TAG, RANGE_START_TAG, beta_parameters
 from marketplace_assets.warehouse import (
     DuckDBWarehouse,
     PartitionScope,
@@ -360,16 +360,18 @@ WEEKLY = dg.WeeklyPartitionsDefinition(start_date="2024-01-07")  # a Sunday, the
 weekly_value = {"v": 1}
 
 
-@dg.asset(
-    key_prefix="evaluations",
-    partitions_def=WEEKLY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    metadata={"partition_expr": "date"},
-)
-def weekly(context: dg.AssetExecutionContext) -> pl.DataFrame:
-    window = context.partition_time_window
-    dates = pl.date_range(window.start.date(), window.end.date(), closed="left", eager=True)
-    return pl.DataFrame({"date": dates, "count": [weekly_value["v"]] * len(dates)})
+with beta_parameters():  # the project's one beta parameter, as the assets pass it
+
+    @dg.asset(
+        key_prefix="evaluations",
+        partitions_def=WEEKLY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={"partition_expr": "date"},
+    )
+    def weekly(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        window = context.partition_time_window
+        dates = pl.date_range(window.start.date(), window.end.date(), closed="left", eager=True)
+        return pl.DataFrame({"date": dates, "count": [weekly_value["v"]] * len(dates)})
 
 
 def test_weekly_single_run_backfill_range_then_one_week(tmp_path: Path) -> None:
