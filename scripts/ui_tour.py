@@ -15,9 +15,20 @@ visible text of each page into docs/ui/:
   catalog_partitions.png    the catalog's snapshot partitions: only snapshots taken
   automation.png            schedules and sensors, what is on by default
 
+With `--metrics` it tours the `metrics` group instead (and writes only metrics_*.png): it backfills the
+raw inputs of the last two whole months (the ranges of marketplace_assets_tests/test_e2e_metrics.py,
+so the reconciliation checks compare like with like), then the monthly metrics, whose runs execute the
+reconciliation checks, and saves:
+
+  metrics_lineage.png         the `metrics` group's asset graph: each metric and its raw inputs
+  metrics_mrr_summary.png     mrr_monthly's latest materialization: its `summary` markdown
+  metrics_mrr_reconciliation.png  mrr_monthly's checks: the reconciliation's WARN naming app and month
+  metrics_automation.png      the Automation page's row of the `metrics_after_raw_inputs` sensor
+
     sudo apt-get install chromium        # once; Debian's browser
     uv run --group ui python scripts/ui_tour.py
     uv run --group ui python scripts/ui_tour.py --out /tmp/tour --keep-open   # look around yourself
+    uv run --group ui python scripts/ui_tour.py --metrics                     # the metrics group
 
 The kept test of these points reads the same GraphQL the pages use
 (marketplace_assets_tests/test_e2e_ui.py), so CI needs no browser.
@@ -26,6 +37,7 @@ The kept test of these points reads the same GraphQL the pages use
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 import tempfile
 import time
@@ -35,6 +47,9 @@ from pathlib import Path
 from playwright.sync_api import Page, sync_playwright
 
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev
+
+# The calendar of the metrics' end-to-end test, so the tour loads what its reconciliations compare.
+from marketplace_assets_tests.test_e2e_metrics import month_start, sundays_of
 
 OUT = PROJECT_ROOT / "docs" / "ui"
 FEBRUARY_DAYS = [f"2024-02-{day:02d}" for day in range(1, 30)]
@@ -76,6 +91,33 @@ PAGES: list[tuple[str, str, Callable[[Page], None] | None]] = [
 ]
 
 
+def show_markdown(label: str) -> Callable[[Page], None]:
+    """The latest materialization's markdown entry `label`, opened from the overview's Metadata."""
+
+    def prepare(page: Page) -> None:
+        scroll_to(page, "Metadata")
+        page.locator("tr", has_text=label).get_by_text("[Show Markdown]").first.click()
+
+    return prepare
+
+
+def scroll_to_row(text: str) -> Callable[[Page], None]:
+    def prepare(page: Page) -> None:
+        row = page.get_by_text(text, exact=True).filter(visible=True).first
+        row.evaluate("e => e.scrollIntoView({block: 'center'})")
+
+    return prepare
+
+
+MRR = "/assets/metrics/mrr_monthly"
+METRICS_PAGES: list[tuple[str, str, Callable[[Page], None] | None]] = [
+    ("metrics_lineage", "/locations/marketplace_assets/asset-groups/metrics/lineage", None),
+    ("metrics_mrr_summary", MRR, show_markdown("summary")),
+    ("metrics_mrr_reconciliation", f"{MRR}?view=checks&checkDetail=reconciles_with_recurring_revenue", None),
+    ("metrics_automation", "/automation", scroll_to_row("metrics_after_raw_inputs")),
+]
+
+
 def find_chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         if path := shutil.which(name):
@@ -91,6 +133,52 @@ def backfill_february(dev: DagsterDev) -> None:
         backfill = dev.launch_backfill([asset], keys)
         status = dev.wait_for_backfill(backfill, timeout=600)
         print(f"backfill of {'/'.join(asset)} {keys[0]}..{keys[-1]}: {status}")
+
+
+def backfill_ranges(dev: DagsterDev, ranges: dict[str, tuple[dt.date, dt.date]]) -> None:
+    """One backfill of `ranges` (asset path -> first and last partition), waited for."""
+    mutation = """mutation($params: LaunchBackfillParams!) {
+        launchPartitionBackfill(backfillParams: $params) { __typename
+            ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+    by_asset = [
+        {"assetKey": {"path": path.split("/")}, "partitions": {"range": {"start": str(a), "end": str(b)}}}
+        for path, (a, b) in ranges.items()
+    ]
+    launched = dev.graphql(mutation, {"params": {"partitionsByAssets": by_asset}})["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        raise SystemExit(f"backfill not launched: {launched}")
+    status = dev.wait_for_backfill(launched["backfillId"], timeout=1200)
+    for path, (first, last) in ranges.items():
+        print(f"backfill of {path} {first}..{last}: {status}")
+
+
+def backfill_metrics(dev: DagsterDev, today: dt.date) -> None:
+    """The raw inputs of the last two whole months, then the monthly metrics: two backfills, because a
+    check's other side (Atlassian's report) is no input of its metric, so in one backfill the check could
+    run before it is loaded. Weekly reports compare a month once its last week is over."""
+    months = [month_start(today, 2), month_start(today, 1)]
+    weekly = [m for m in months if sundays_of(m)[-1] + dt.timedelta(days=6) < today]
+    yesterday = today - dt.timedelta(days=1)
+    weeks = (sundays_of(weekly[0])[0], sundays_of(weekly[-1])[-1])
+    backfill_ranges(
+        dev,
+        {
+            # MRR of a month reads every line item whose 12-month period covers it.
+            "sales/transactions": (month_start(months[0], 11), yesterday),
+            "licenses/licenses": (month_start(weekly[0], 1), yesterday),
+            "partner_metrics/recurring_revenue": (months[0], months[-1]),
+            "sales/transactions_by_hosting": weeks,
+            "sales/conversion": weeks,
+        },
+    )
+    backfill_ranges(
+        dev,
+        {
+            "metrics/mrr_monthly": (months[0], months[-1]),
+            "metrics/revenue_monthly": (weekly[0], weekly[-1]),
+            "metrics/trial_conversion_monthly": (weekly[0], weekly[-1]),
+        },
+    )
 
 
 def take_a_catalog_snapshot(dev: DagsterDev, timeout: float = 300.0) -> None:
@@ -114,7 +202,9 @@ def dismiss_welcome(page: Page) -> None:
         skip.first.click()
 
 
-def shoot(base_url: str, out: Path, keep_open: bool) -> None:
+def shoot(
+    base_url: str, out: Path, keep_open: bool, pages: list[tuple[str, str, Callable[[Page], None] | None]]
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
@@ -122,7 +212,7 @@ def shoot(base_url: str, out: Path, keep_open: bool) -> None:
         page.goto(base_url + "/assets")
         page.wait_for_timeout(4000)
         dismiss_welcome(page)
-        for name, path, prepare in PAGES:
+        for name, path, prepare in pages:
             page.goto(base_url + path)
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(3000)  # the plots and tables render after their queries return
@@ -143,14 +233,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help="where the screenshots go (default docs/ui)")
     parser.add_argument("--keep-open", action="store_true", help="keep dagster dev running afterwards")
+    parser.add_argument("--metrics", action="store_true", help="tour the metrics group instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ui-tour-") as tmp:
         env = {"MARKETPLACE_WAREHOUSE": str(Path(tmp) / "warehouse.duckdb")}
         with dagster_dev(Path(tmp) / "home", env) as dev:
             print(f"dagster dev at {dev.url}")
-            backfill_february(dev)
-            take_a_catalog_snapshot(dev)
-            shoot(dev.url, args.out, args.keep_open)
+            if args.metrics:
+                backfill_metrics(dev, dt.datetime.now(dt.UTC).date())
+                shoot(dev.url, args.out, args.keep_open, METRICS_PAGES)
+            else:
+                backfill_february(dev)
+                take_a_catalog_snapshot(dev)
+                shoot(dev.url, args.out, args.keep_open, PAGES)
 
 
 if __name__ == "__main__":

@@ -96,32 +96,59 @@ _WINDOW_COUNTS = ",\n    ".join(
     f"count(*) FILTER (WHERE days_to_paid <= {n}) AS converted_within_{n}_days" for n in CONVERSION_WINDOWS
 )
 
-# The CTE `evaluations`: one row per evaluation (license), with its app, hosting, type and start day. The
+# The data-insight fields of a license (docs/api-notes.md, "Data insights"), read as text whatever type
+# the loader gave them: a date, and a number of days, or NA.
+_INSIGHT_START = (
+    "CASE WHEN CAST(evaluation_start_date AS VARCHAR) SIMILAR TO '[0-9]{4}-[0-9]{2}-[0-9]{2}' "
+    "THEN CAST(CAST(evaluation_start_date AS VARCHAR) AS DATE) END"
+)
+_INSIGHT_DAYS = (
+    "CASE WHEN CAST(days_to_convert_eval AS VARCHAR) SIMILAR TO '[0-9]+' "
+    "THEN CAST(CAST(days_to_convert_eval AS VARCHAR) AS INTEGER) END"
+)
+
+# The CTE `evaluations`: one row per evaluation (license), with its app, hosting, type, start day and,
+# from the data insights, the days it took to convert. A license is an evaluation if the history holds an
+# evaluation version of it, or if its data insights give an evaluation start (a license that converted
+# before the history was loaded is stored as paid only, but still says it began as an evaluation). The
 # metric below and its reconciliation with Atlassian's conversion report (reconcile_sql.py) share it.
 EVALUATIONS_CTE = f"""evaluations AS (
     SELECT
         app_entitlement_number,
         min(addon_key) AS addon_key,
         min(hosting) AS hosting,
-        min(license_type) AS evaluation_type,
-        min(coalesce(maintenance_start_date, last_updated)) AS started_on
+        min(CASE WHEN {_EVALUATION.format(alias="")} THEN license_type END) AS evaluation_type,
+        coalesce(
+            min(CASE WHEN {_EVALUATION.format(alias="")}
+                THEN coalesce(maintenance_start_date, last_updated) END),
+            min({_INSIGHT_START})
+        ) AS started_on,
+        min({_INSIGHT_DAYS}) AS days_to_convert
     FROM licenses.licenses
-    WHERE {_EVALUATION.format(alias="")}
+    WHERE {_EVALUATION.format(alias="")} OR {_INSIGHT_START} IS NOT NULL
     GROUP BY app_entitlement_number
 )"""
 
 
 def paid_cte(evaluations: str) -> str:
-    """The CTE `paid`: for each evaluation of the relation `evaluations`, the day its license became
-    paid (the last_updated of its first paid version on or after the start), if it did."""
+    """The CTE `paid`: for each evaluation of the relation `evaluations` that became paid, the day it did:
+    its start plus the data insights' days to convert when they give them, else the last_updated of the
+    license's first paid version on or after the start."""
     return f"""paid AS (
-    SELECT {evaluations}.app_entitlement_number, min(v.last_updated) AS paid_on
-    FROM {evaluations}
-    JOIN licenses.licenses AS v
-        ON v.app_entitlement_number = {evaluations}.app_entitlement_number
-        AND v.last_updated >= {evaluations}.started_on
-    WHERE {_PAID.format(alias="v.")}
-    GROUP BY {evaluations}.app_entitlement_number
+    SELECT app_entitlement_number, min(paid_on) AS paid_on
+    FROM (
+        SELECT app_entitlement_number, started_on + days_to_convert AS paid_on
+        FROM {evaluations}
+        WHERE days_to_convert IS NOT NULL
+        UNION ALL
+        SELECT {evaluations}.app_entitlement_number, v.last_updated AS paid_on
+        FROM {evaluations}
+        JOIN licenses.licenses AS v
+            ON v.app_entitlement_number = {evaluations}.app_entitlement_number
+            AND v.last_updated >= {evaluations}.started_on
+        WHERE {evaluations}.days_to_convert IS NULL AND {_PAID.format(alias="v.")}
+    ) AS conversions
+    GROUP BY app_entitlement_number
 )"""
 
 
@@ -158,7 +185,7 @@ TRIAL_CONVERSION_MONTHLY_COLUMNS: dict[str, Column] = {
     "hosting": Column("Cloud, Data Center or Server", TEXT),
     "evaluation_type": Column(
         "The evaluation's license type (e.g. EVALUATION, net_new_evaluation, upgrade_evaluation), as the "
-        "API spells it",
+        "API spells it; null for evaluations known only from a paid license's data insights",
         TEXT,
     ),
     "evaluations": Column("Evaluations started in the month", COUNT),
@@ -186,11 +213,15 @@ TRIAL_CONVERSION_MONTHLY_DESCRIPTION = f"""\
 
 - **An evaluation** is a license (`app_entitlement_number`) with a version whose `license_type` is an \
 evaluation type (`EVALUATION`, `net_new_evaluation`, `upgrade_evaluation`: any type containing \
-"evaluation"). It **starts** on the earliest `maintenance_start_date` of its evaluation versions (an \
-evaluation's maintenance period is the trial), and belongs to the cohort of that month.
-- **It converts** on the `last_updated` of the first version of the same license, on or after the \
-start, whose type is paid ({" or ".join(PAID_LICENSE_TYPES)}). Days to paid = that day minus the start \
-day; `converted_within_30_days`, `_60_` and `_90_` count the evaluations paid within that many days \
+"evaluation"), or whose data insights give an `evaluation_start_date` (a license that converted before \
+the history was loaded is stored as paid only, and still says it began as an evaluation; its \
+`evaluation_type` is then null). It **starts** on the earliest `maintenance_start_date` of its \
+evaluation versions (an evaluation's maintenance period is the trial), else on its \
+`evaluation_start_date`, and belongs to the cohort of that month.
+- **It converts** on its start day plus the data insights' `days_to_convert_eval` when they give it, \
+else on the `last_updated` of the first version of the same license, on or after the start, whose type \
+is paid ({" or ".join(PAID_LICENSE_TYPES)}). Days to paid = that day minus the start day; \
+`converted_within_30_days`, `_60_` and `_90_` count the evaluations paid within that many days \
 (day 30 itself is within 30), and `converted_to_date` those paid at all so far.
 - **Unfinished windows**: a cohort's N-day window ends N days after the cohort month's last day. Until \
 the license history reaches that day (`history_through`), the column counts the conversions seen so \
@@ -198,6 +229,7 @@ far and can still grow; the automation re-computes the last 4 cohorts after each
 the lineage a cohort depends on the license history from its month to the 4th month after it: the \
 90-day window of an evaluation started on the month's last day can end in the 4th month (31 January + \
 90 days = 1 May).
-- Only versions the history has observed count: an evaluation that had converted before the history \
-was first loaded is stored as a paid license only, and is not counted as an evaluation. An evaluation \
-converted into a new license (Server and Data Center trials) is not linked to it."""
+- The license exports ask for the data insights, so an evaluation that had converted before the \
+history was first loaded (stored as a paid license only) is still counted, from its \
+`evaluation_start_date` and `days_to_convert_eval`. The API has them for licenses from 2018-07-01 on. \
+An evaluation converted into a new license (Server and Data Center trials) is not linked to it."""

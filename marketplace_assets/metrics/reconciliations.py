@@ -118,10 +118,10 @@ and 90 days), which no by-day count can be compared with; the same rule dated by
 
 **Tolerance: 0.** Both sides count the same licenses in whole numbers, by the same days.
 
-**Known limit, shown, not tolerated.** The license history holds only the versions it has observed: \
-loaded by a one-off backfill, it holds an evaluation that had already converted as a paid license only, \
-so ours counts fewer evaluations and conversions than Atlassian's, which the warning shows. That gap is \
-real in the metric too; the export sensor, recording each day's versions, closes it from then on.
+**A history loaded by a backfill.** It holds an evaluation that had already converted as a paid \
+license only; the metric still counts it from the license's data insights (`evaluation_start_date`, \
+`days_to_convert_eval`), which the license exports ask for. Licenses loaded before the exports asked for \
+them lack those fields: re-load the license history, or the check shows ours below Atlassian's.
 
 **Not compared**: a month for which `sales/conversion` lacks a week that starts in it, or when the \
 license history ends before the month's last week does.

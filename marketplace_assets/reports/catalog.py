@@ -178,7 +178,10 @@ ATTRIBUTION_DATE_FIELDS = (
 
 
 def _updated_since(window: Window) -> dict[str, Any]:
-    return {"lastUpdated": window.start.isoformat()}
+    # withDataInsights adds each license's evaluation fields (evaluation_start_date, days_to_convert_eval,
+    # ...): a license that converted before the history was loaded still says it was an evaluation
+    # (docs/api-notes.md, "Data insights"); metrics/trial_conversion_monthly counts it from them.
+    return {"lastUpdated": window.start.isoformat(), "withDataInsights": "true"}
 
 
 FEEDBACK_SCHEMA: dict[str, pl.DataType] = {
