@@ -15,7 +15,8 @@ LISTINGS = TableRef("listings", "apps")
     description=(
         "Adds every app in the listings/apps table as a partition of the per-app reports "
         "(search/keywords_by_app). Apps are never removed, so an app that leaves the listing keeps its "
-        "history. Runs a minute after listings/apps is materialized at the latest."
+        f"history. Looks every {sensor_interval_seconds(60)} s, so apps are added that long after "
+        "listings/apps is materialized at the latest."
     ),
     # MARKETPLACE_SENSOR_INTERVAL replaces the minute (tests tick it in seconds).
     minimum_interval_seconds=sensor_interval_seconds(60),
