@@ -125,12 +125,15 @@ TRIAL_CONVERSION_MONTHLY = Metric(
 # The dimensions of mrr_monthly's rows; its license counts end in `_licenses`, every other column is an
 # amount in USD (test_metrics_types.py holds these types against the SQL's own result types).
 MRR_DIMENSIONS: dict[str, str] = {"month": DATE, "addon_key": TEXT, "hosting": TEXT}
+# Not part of the grain: the earliest sale the row was computed from (mrr.py says why).
+MRR_DATES: dict[str, str] = {"history_from": DATE}
 # Refunds and late invoices change months already computed: the automation recomputes the latest 3.
 MRR_MONTHS = 3
 
 
 def _mrr_column_type(name: str) -> str:
-    return MRR_DIMENSIONS.get(name) or (COUNT if name.endswith(("_licenses", "_count")) else MONEY)
+    typed = MRR_DIMENSIONS.get(name) or MRR_DATES.get(name)
+    return typed or (COUNT if name.endswith(("_licenses", "_count")) else MONEY)
 
 
 def mrr_monthly_metric(

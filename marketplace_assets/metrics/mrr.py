@@ -259,7 +259,8 @@ SELECT
     CAST(s.reactivated_licenses AS BIGINT) AS reactivated_licenses,
     CAST(s.expansion_licenses AS BIGINT) AS expansion_licenses,
     CAST(s.contraction_licenses AS BIGINT) AS contraction_licenses,
-    CAST(s.churned_licenses AS BIGINT) AS churned_licenses
+    CAST(s.churned_licenses AS BIGINT) AS churned_licenses,
+    CAST((SELECT min(purchase_details_sale_date) FROM sales.transactions) AS DATE) AS history_from
 FROM steps AS s
 JOIN window_months AS w ON w.month_number = s.month_number
 ORDER BY w.month, s.addon_key, s.hosting
@@ -332,4 +333,8 @@ MRR_MONTHLY_COLUMNS: dict[str, str] = {
     "expansion_licenses": "Licenses counted in expansion_mrr",
     "contraction_licenses": "Licenses counted in contraction_mrr",
     "churned_licenses": "Licenses paying the month before and not this month",
+    "history_from": "The earliest sale date in sales.transactions when the row was computed. A month's "
+    "mrr needs the sales of the 11 months before it (annual plans); its opening_mrr and movements need "
+    "those of the 12 months before it. With a later history_from, renewals of annual plans count as new "
+    "licenses and their lapses are missed",
 }
