@@ -28,8 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -37,6 +36,9 @@ from pathlib import Path
 import duckdb
 import httpx
 import polars as pl
+
+# The sandbox server as export_speed.py starts it (this directory is on sys.path when a script runs).
+from export_speed import sandbox_server
 
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.export_job import ExportPolicy
@@ -84,21 +86,6 @@ PHASES = ("queued", "worker start", "pool wait", "step process start", "run star
 
 
 # -- the sandbox and the partitions -----------------------------------------------------------------------
-@contextmanager
-def sandbox_server() -> Iterator[str]:
-    """The sandbox in a process of its own, so neither Dagster nor the script shares its interpreter."""
-    command = [sys.executable, "-m", "marketplace_assets.sandbox", "--port", "0"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        line = server.stdout.readline() if server.stdout else ""
-        if "listening on" not in line:
-            raise SystemExit(f"the sandbox did not start: {line!r}")
-        yield line.strip().rsplit(" ", 1)[-1]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 def reset_sandbox(url: str) -> None:
     httpx.post(f"{url}/_sandbox/reset").raise_for_status()
     config = {"reset": True, "polls_to_complete": POLLS_TO_COMPLETE}
