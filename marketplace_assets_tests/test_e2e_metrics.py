@@ -14,6 +14,9 @@ UI's asset checks page queries, and compared with what the sandbox's raw records
 - line items sold today: Atlassian's MRR has them, our warehouse cannot yet (today is no partition);
 - the rounding differences of the second app: within tolerance, never flagged.
 
+With a year of sales before the first month, every MRR row says its figures are complete. A refresh of
+Atlassian's MRR alone then makes the automation sensor run the MRR check on its own.
+
 The license history is loaded by a backfill, which holds an evaluation converted before it as a paid
 license only; its data insights still say it was an evaluation, so the conversion check counts it.
 
@@ -23,13 +26,15 @@ Only this test's own runs are asserted on; other tests of the shared instance wr
 from __future__ import annotations
 
 import datetime as dt
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from marketplace_assets_tests.conftest import SharedInstance
-from marketplace_assets_tests.dagster_dev import SHARED_CREDENTIALS
+from marketplace_assets_tests.dagster_dev import SHARED_CREDENTIALS, read_duckdb
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +52,12 @@ CHECK_EXECUTIONS = """query($assetKey: AssetKeyInput!, $checkName: String!) {
     runId status partition
     evaluation {
       severity description
-      metadataEntries { label ... on MarkdownMetadataEntry { mdStr } ... on IntMetadataEntry { intValue } }
+      metadataEntries {
+        label
+        ... on MarkdownMetadataEntry { mdStr }
+        ... on IntMetadataEntry { intValue }
+        ... on TextMetadataEntry { text }
+      }
     }
   }
 }"""
@@ -123,31 +133,52 @@ def comparison_rows(evaluation: dict[str, Any]) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
 
 
-@pytest.fixture(scope="module")
-def reconciled(shared_dev: SharedInstance) -> dict[str, Any]:
-    today = dt.datetime.now(dt.UTC).date()  # the sandbox's clock: the real UTC date
+@dataclass(frozen=True)
+class Window:
+    """What the e2e (and scripts/ui_tour.py --metrics) loads to reconcile the last two whole months: the
+    months, those whose weekly reports are complete, and the ranges of two backfills (the raw inputs and
+    Atlassian's reports, then the metrics; two, because a check's other side is no input of its metric,
+    so in one backfill the check could run before it is loaded)."""
+
+    today: dt.date
+    months: list[dt.date]
+    weekly: list[dt.date]  # weekly reports compare a month once its last week is over
+    raw: dict[str, tuple[dt.date, dt.date]]
+    metrics: dict[str, tuple[dt.date, dt.date]]
+
+
+def reconciliation_window(today: dt.date) -> Window:
     yesterday = today - dt.timedelta(days=1)
     months = [month_start(today, 2), month_start(today, 1)]  # the last two whole months
-    # Weekly reports compare a month once its last week (starting on its last Sunday) is over.
     weekly = [m for m in months if sundays_of(m)[-1] + dt.timedelta(days=6) < today]
-    key = dt.date.isoformat
-    ranges = {
-        # MRR of a month reads every line item whose 12-month period covers it: sales from 11 months back.
-        "sales/transactions": (key(month_start(months[0], 11)), key(yesterday)),
-        "licenses/licenses": (key(month_start(weekly[0], 1)), key(yesterday)),
-        "partner_metrics/recurring_revenue": (key(months[0]), key(months[-1])),
-        "sales/transactions_by_hosting": (key(sundays_of(weekly[0])[0]), key(sundays_of(weekly[-1])[-1])),
-        "sales/conversion": (key(sundays_of(weekly[0])[0]), key(sundays_of(weekly[-1])[-1])),
+    weeks = (sundays_of(weekly[0])[0], sundays_of(weekly[-1])[-1])
+    raw = {
+        # A month's MRR reads every line item whose 12-month period covers it (11 months back), and its
+        # movements the month before's MRR too: sales from 12 months back, so every figure is complete.
+        "sales/transactions": (month_start(months[0], 12), yesterday),
+        "licenses/licenses": (month_start(weekly[0], 1), yesterday),
+        "partner_metrics/recurring_revenue": (months[0], months[-1]),
+        "sales/transactions_by_hosting": weeks,
+        "sales/conversion": weeks,
     }
-    backfill(shared_dev, ranges)
-    runs = backfill(
-        shared_dev,
-        {
-            "metrics/mrr_monthly": (key(months[0]), key(months[-1])),
-            "metrics/revenue_monthly": (key(weekly[0]), key(weekly[-1])),
-            "metrics/trial_conversion_monthly": (key(weekly[0]), key(weekly[-1])),
-        },
-    )
+    metrics = {
+        "metrics/mrr_monthly": (months[0], months[-1]),
+        "metrics/revenue_monthly": (weekly[0], weekly[-1]),
+        "metrics/trial_conversion_monthly": (weekly[0], weekly[-1]),
+    }
+    return Window(today, months, weekly, raw, metrics)
+
+
+def as_keys(ranges: dict[str, tuple[dt.date, dt.date]]) -> dict[str, tuple[str, str]]:
+    return {path: (first.isoformat(), last.isoformat()) for path, (first, last) in ranges.items()}
+
+
+@pytest.fixture(scope="module")
+def reconciled(shared_dev: SharedInstance) -> dict[str, Any]:
+    window = reconciliation_window(dt.datetime.now(dt.UTC).date())  # the sandbox's clock: the real date
+    today, months, weekly = window.today, window.months, window.weekly
+    backfill(shared_dev, as_keys(window.raw))
+    runs = backfill(shared_dev, as_keys(window.metrics))
     results = {}
     for check, path in METRICS.items():
         found = shared_dev.dev.graphql(CHECK_EXECUTIONS, {"assetKey": {"path": path}, "checkName": check})[
@@ -245,3 +276,59 @@ def test_the_metrics_and_their_checks_show_their_lineage(shared_dev: SharedInsta
         "reconciles_with_conversion": {"sales/conversion", "licenses/licenses"},
     }
     assert not any(c["blocking"] for c in checks.values())
+
+
+def test_a_year_of_sales_before_the_months_makes_every_mrr_row_complete(
+    shared_dev: SharedInstance, reconciled: dict[str, Any]
+) -> None:
+    months = reconciled["months"]
+    flags = read_duckdb(
+        shared_dev.warehouse,
+        lambda con: con.execute(
+            "SELECT month, count(*), bool_and(mrr_complete), bool_and(movements_complete) "
+            "FROM metrics.mrr_monthly WHERE month BETWEEN ? AND ? GROUP BY month ORDER BY month",
+            [months[0], months[-1]],
+        ).fetchall(),
+    )
+    assert [(month, complete, moves) for month, _, complete, moves in flags] == [
+        (m, True, True) for m in months
+    ]
+
+
+def check_executions(shared: SharedInstance, check: str) -> list[dict[str, Any]]:
+    variables = {"assetKey": {"path": METRICS[check]}, "checkName": check}
+    return shared.dev.graphql(CHECK_EXECUTIONS, variables)["assetCheckExecutions"]
+
+
+def test_a_refresh_of_atlassians_mrr_alone_makes_the_sensor_reconcile_again(
+    shared_dev: SharedInstance, reconciled: dict[str, Any]
+) -> None:
+    """No run of the metric is launched: the automation sensor (`metrics_after_raw_inputs`, on by
+    default, every 5 s here) sees partner_metrics/recurring_revenue updated and runs the check alone,
+    over every month the metric holds."""
+    check = "reconciles_with_recurring_revenue"
+    seen = {e["runId"] for e in check_executions(shared_dev, check)}
+    last_month = reconciled["months"][-1].isoformat()
+    refresh = shared_dev.dev.launch_run(["partner_metrics", "recurring_revenue"], last_month)
+    assert shared_dev.dev.wait_for_run(refresh)["status"] == "SUCCESS"
+    deadline = time.monotonic() + 180
+    while True:
+        done = [
+            e
+            for e in check_executions(shared_dev, check)
+            if e["runId"] not in seen | {refresh} and e["status"] in ("SUCCEEDED", "FAILED")
+        ]
+        if done:
+            break
+        assert time.monotonic() < deadline, (
+            f"no run of the check after the refresh\n{shared_dev.dev.log_tail()}"
+        )
+        time.sleep(2)
+    sensor_runs = {
+        r["runId"] for r in shared_dev.dev.runs({"dagster/sensor_name": "metrics_after_raw_inputs"})
+    }
+    assert done[-1]["runId"] in sensor_runs
+    entries = {m["label"]: m for m in done[-1]["evaluation"]["metadataEntries"]}
+    # Run alone, it compares every month the metric holds: at least the backfilled ones.
+    held = {row[0] for row in comparison_rows(done[-1]["evaluation"])}
+    assert {f"{m:%Y-%m}" for m in reconciled["months"]} <= held, entries["months"]

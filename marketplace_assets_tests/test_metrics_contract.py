@@ -12,14 +12,14 @@ import polars as pl
 import pytest
 
 from marketplace_assets.metrics.catalog import METRICS
-from marketplace_assets.metrics.metric import COUNT, DATE, MONEY, TEXT, Metric
+from marketplace_assets.metrics.metric import COUNT, DATE, FLAG, MONEY, TEXT, Metric
 from marketplace_assets.partitions import partitions_for
 from marketplace_assets.warehouse import TableRef, Warehouse
 from marketplace_assets_tests.test_metrics_licenses import EVALUATION_VERSIONS, KEYS, licenses_frame
 from marketplace_assets_tests.test_metrics_query import BACKENDS, empty_warehouse
 from marketplace_assets_tests.test_metrics_revenue import LINE_ITEMS, transactions_frame
 
-KIND = {MONEY: "money", COUNT: "count", DATE: "date", TEXT: "text"}
+KIND = {MONEY: "money", COUNT: "count", DATE: "date", TEXT: "text", FLAG: "flag"}
 
 
 def _kind(dtype: pl.DataType) -> str:
@@ -27,7 +27,7 @@ def _kind(dtype: pl.DataType) -> str:
         return "money"
     if dtype == pl.Int64:
         return "count"
-    return {pl.Date: "date", pl.String: "text"}.get(type(dtype), str(dtype))
+    return {pl.Date: "date", pl.String: "text", pl.Boolean: "flag"}.get(type(dtype), str(dtype))
 
 
 @pytest.fixture(params=BACKENDS)

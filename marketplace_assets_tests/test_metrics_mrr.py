@@ -143,41 +143,53 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return request.param
 
 
-def without_history_from(rows: list[Row], lines: Sequence[Line]) -> list[Row]:
-    """The rows without `history_from`, once it is checked: the table's earliest sale date, on every row."""
+# Said of each row's history, not of its figures: checked against the rule in test_metrics_mrr_history.py.
+HISTORY = ("history_from", "mrr_complete", "movements_complete")
+
+
+def without_history(rows: list[Row], lines: Sequence[Line]) -> list[Row]:
+    """The rows without their history columns, once `history_from` is checked: the table's earliest sale
+    date, on every row."""
     earliest = min(date.fromisoformat(line.sold or line.starts or "") for line in lines)
     assert {r["history_from"] for r in rows} <= {earliest}
-    return [{k: v for k, v in r.items() if k != "history_from"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in HISTORY} for r in rows]
 
 
-def duckdb_mrr(lines: Sequence[Line], start: str, end: str) -> list[Row]:
-    with duckdb.connect() as con:
-        create_table(con, "duckdb", lines)
-        return without_history_from(query(con, "duckdb", start, end), lines)
-
-
-@pytest.fixture
-def mrr(request: pytest.FixtureRequest, backend: Backend) -> Mrr:
-    """The SQL's rows for a table of line items and the months [start, end) (`YYYY-MM`)."""
+def mrr_query(request: pytest.FixtureRequest, backend: Backend) -> Mrr:
+    """The SQL's rows, every column, for a table of line items and the months [start, end) (`YYYY-MM`)."""
     if backend == "duckdb":
-        return duckdb_mrr
+
+        def duckdb_rows(lines: Sequence[Line], start: str, end: str) -> list[Row]:
+            with duckdb.connect() as con:
+                create_table(con, "duckdb", lines)
+                return query(con, "duckdb", start, end)
+
+        return duckdb_rows
     server, url = request.getfixturevalue("postgres_server"), request.getfixturevalue("mrr_database")
 
-    def postgres_mrr(lines: Sequence[Line], start: str, end: str) -> list[Row]:
+    def postgres_rows(lines: Sequence[Line], start: str, end: str) -> list[Row]:
         with connect(server, url) as con:
             create_table(con, "postgres", lines)
             rows = query(con, "postgres", start, end)
             con.rollback()  # the hand-made table goes with the transaction
-            return without_history_from(rows, lines)
+            return rows
 
-    return postgres_mrr
+    return postgres_rows
+
+
+@pytest.fixture
+def mrr(request: pytest.FixtureRequest, backend: Backend) -> Mrr:
+    """The SQL's rows for a table of line items and the months [start, end) (`YYYY-MM`), without the
+    history columns."""
+    rows = mrr_query(request, backend)
+    return lambda lines, start, end: without_history(rows(lines, start, end), lines)
 
 
 def test_the_sql_takes_the_window_and_returns_the_described_columns(mrr: Mrr) -> None:
     assert parameters(MRR_MONTHLY_SQL) == {"start", "end"}
     [only] = mrr([Line("E-1", "10.00", "2025-01-01", "2025-02-01")], "2025-01", "2025-02")
-    # history_from, the last column, is checked and taken off by the fixture.
-    assert [*only, "history_from"] == list(MRR_MONTHLY_COLUMNS)
+    # The history columns, the last ones, are checked and taken off by the fixture.
+    assert [*only, *HISTORY] == list(MRR_MONTHLY_COLUMNS)
 
 
 def test_an_annual_plan_across_a_year_end_counts_a_twelfth_in_each_of_its_months(mrr: Mrr) -> None:

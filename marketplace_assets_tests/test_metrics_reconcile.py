@@ -107,27 +107,29 @@ def test_mrr_within_tolerance_over_it_and_a_month_atlassian_lacks(warehouse: War
         "date app_key closing_mrr",
         [(JAN, "app.a", 150.01), (JAN, "app.b", 90.0)],
     )
-    # Monthly line items (n = 1): two of app.a's and one of app.b's cover January, so the tolerance
-    # is $0.005 x (2 line items + 2 hostings) = $0.02 for app.a and $0.005 x (1 + 1) = $0.01 for app.b.
-    write_items(
-        warehouse, [("app.a", D(2025, 1, 5), 1), ("app.a", D(2025, 1, 9), 1), ("app.b", D(2025, 1, 7), 1)]
-    )
+    # Monthly line items (n = 1): five of app.a's and one of app.b's cover January, so the tolerance
+    # is $0.005 x (5 line items + 2 hostings) = $0.035 for app.a, shown and applied as $0.03 (both sides
+    # are whole cents: rounded down, it passes the same differences), and $0.005 x (1 + 1) = $0.01 for
+    # app.b.
+    january = [D(2025, 1, day) for day in (5, 9, 12, 20, 27)]
+    write_items(warehouse, [*(("app.a", day, 1) for day in january), ("app.b", D(2025, 1, 7), 1)])
     result = check(warehouse, MRR_VS_RECURRING_REVENUE, [JAN, FEB])
     assert not result.passed and result.severity is dg.AssetCheckSeverity.WARN
     description = result.description or ""
     assert (
         "app.b in 2025-01 (MRR, all hostings: ours 80.00, Atlassian 90.00, difference -10.00" in description
     )
-    assert "app.a in" not in description, "0.01 off is within app.a's $0.02"
+    assert "app.a in" not in description, "0.01 off is within app.a's $0.03"
     assert "2025-02: partner_metrics/recurring_revenue has no row for the month" in description
     assert table_rows(result) == [
         ["2025-01", "app.b", "MRR, all hostings", "80.00", "90.00", "-10.00", "0.01", "**outside**"],
-        ["2025-01", "app.a", "MRR, all hostings", "150.00", "150.01", "-0.01", "0.02", "within"],
+        ["2025-01", "app.a", "MRR, all hostings", "150.00", "150.01", "-0.01", "0.03", "within"],
     ]
-    # Totals over the rows compared (January): 230.00 against 240.01.
-    assert value(result, "ours_total (USD)") == 230.0
-    assert value(result, "atlassian_total (USD)") == 240.01
-    assert value(result, "difference_total (USD)") == pytest.approx(-10.01)
+    # Totals over the rows compared (January): 230.00 against 240.01, with their cents and unit.
+    assert value(result, "ours_total") == "230.00 USD"
+    assert value(result, "atlassian_total") == "240.01 USD"
+    assert value(result, "difference_total") == "-10.01 USD"
+    assert value(result, "largest_difference") == "10.00 USD"
     assert (value(result, "rows_compared"), value(result, "rows_outside_tolerance")) == (2, 1)
     assert value(result, "months_not_compared") == 1
     assert value(result, "outside_tolerance") == "app.b 2025-01"
@@ -154,7 +156,7 @@ def test_mrr_agreeing_passes_and_a_short_history_is_not_compared(warehouse: Ware
     agreed = check(warehouse, MRR_VS_RECURRING_REVENUE, [MAR])
     assert agreed.passed, agreed.description
     assert agreed.description == (
-        "Within tolerance: 1 row(s), 1 app(s), 2025-03; the largest difference is 0.00."
+        "Within tolerance: 1 row(s), 1 app(s), 2025-03; the largest difference is 0.00 USD."
     )
 
 
@@ -297,7 +299,7 @@ def test_conversion_counts_the_same_evaluations_and_conversions_on_both_sides(wa
     assert "app.b in 2025-03 (Cloud conversions: ours 1, Atlassian 2, difference -1, tolerance 0)" in (
         result.description or ""
     )
-    assert (value(result, "ours_total (count)"), value(result, "atlassian_total (count)")) == (4.0, 5.0)
+    assert (value(result, "ours_total"), value(result, "atlassian_total")) == (4, 5)
 
     # April: no week of sales/conversion, and the history ends (7 April) before April's last week does.
     april = check(warehouse, TRIAL_CONVERSION_VS_CONVERSION, [APR])

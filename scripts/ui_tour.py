@@ -49,7 +49,7 @@ from playwright.sync_api import Page, sync_playwright
 from marketplace_assets_tests.dagster_dev import PROJECT_ROOT, DagsterDev, dagster_dev
 
 # The calendar of the metrics' end-to-end test, so the tour loads what its reconciliations compare.
-from marketplace_assets_tests.test_e2e_metrics import month_start, sundays_of
+from marketplace_assets_tests.test_e2e_metrics import reconciliation_window
 
 OUT = PROJECT_ROOT / "docs" / "ui"
 FEBRUARY_DAYS = [f"2024-02-{day:02d}" for day in range(1, 30)]
@@ -153,32 +153,13 @@ def backfill_ranges(dev: DagsterDev, ranges: dict[str, tuple[dt.date, dt.date]])
 
 
 def backfill_metrics(dev: DagsterDev, today: dt.date) -> None:
-    """The raw inputs of the last two whole months, then the monthly metrics: two backfills, because a
+    """What the metrics' end-to-end test loads (`reconciliation_window`): the raw inputs of the last two
+    whole months with a year of sales before them, then the monthly metrics. Two backfills, because a
     check's other side (Atlassian's report) is no input of its metric, so in one backfill the check could
-    run before it is loaded. Weekly reports compare a month once its last week is over."""
-    months = [month_start(today, 2), month_start(today, 1)]
-    weekly = [m for m in months if sundays_of(m)[-1] + dt.timedelta(days=6) < today]
-    yesterday = today - dt.timedelta(days=1)
-    weeks = (sundays_of(weekly[0])[0], sundays_of(weekly[-1])[-1])
-    backfill_ranges(
-        dev,
-        {
-            # MRR of a month reads every line item whose 12-month period covers it.
-            "sales/transactions": (month_start(months[0], 11), yesterday),
-            "licenses/licenses": (month_start(weekly[0], 1), yesterday),
-            "partner_metrics/recurring_revenue": (months[0], months[-1]),
-            "sales/transactions_by_hosting": weeks,
-            "sales/conversion": weeks,
-        },
-    )
-    backfill_ranges(
-        dev,
-        {
-            "metrics/mrr_monthly": (months[0], months[-1]),
-            "metrics/revenue_monthly": (weekly[0], weekly[-1]),
-            "metrics/trial_conversion_monthly": (weekly[0], weekly[-1]),
-        },
-    )
+    run before it is loaded."""
+    window = reconciliation_window(today)
+    backfill_ranges(dev, window.raw)
+    backfill_ranges(dev, window.metrics)
 
 
 def take_a_catalog_snapshot(dev: DagsterDev, timeout: float = 300.0) -> None:

@@ -150,10 +150,36 @@ def build_metric_assets(*, start_date: date, sandbox: bool) -> list[dg.AssetsDef
     return [build_metric_asset(m, start_date=start_date, sandbox=sandbox) for m in METRICS]
 
 
+def reconcile_after_either_side(metric: Metric, reconciliation: Reconciliation) -> dg.AutomationCondition:
+    """Run the check on its own once the metric or Atlassian's side was materialized by a run that did
+    not run it, as soon as neither side (nor any table it reads) is being materialized, nor is about to
+    be on this tick. A refresh of only Atlassian's report is then compared too.
+
+    Dagster leaves a check with its own condition out of the automation's runs of its asset, so the
+    metric's automated refreshes are reconciled this way, on the next tick after they end. Runs a person
+    or a backfill launches still run the check with the metric (and it is then not run again). The raw
+    tables the comparison also reads do not trigger it: their refresh leads to the metric's, which does.
+    """
+    sides = dg.AssetSelection.assets(metric.key, reconciliation.against)
+    updated_without_it = (
+        dg.AutomationCondition.newly_updated() & ~dg.AutomationCondition.executed_with_root_target()
+    )
+    return (
+        dg.AutomationCondition.any_deps_match(updated_without_it).allow(sides).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(
+        f"after {metric.key.to_user_string()} or {reconciliation.against.to_user_string()} is refreshed"
+    )
+
+
 def build_reconciliation_check(metric: Metric, reconciliation: Reconciliation) -> dg.AssetChecksDefinition:
     """The asset check that reconciles `metric` with Atlassian's figure (`reconciliations.py`). It runs
-    with every materialization of the metric, for the run's months, and on its own for every month the
-    metric holds. Never blocking: a difference is a WARN for a person to look into."""
+    with every materialization of the metric a person or backfill launches, for the run's months, and on
+    its own for every month the metric holds: from the UI, or by the automation after either side was
+    refreshed without it (`reconcile_after_either_side`). Never blocking: a difference is a WARN for a
+    person to look into."""
 
     @dg.asset_check(
         asset=metric.key,
@@ -162,6 +188,7 @@ def build_reconciliation_check(metric: Metric, reconciliation: Reconciliation) -
         blocking=False,
         # The tables it reads besides the metric's own: the UI draws them as the check's inputs.
         additional_deps=list(reconciliation.reads),
+        automation_condition=reconcile_after_either_side(metric, reconciliation),
         metadata={"sql": dg.MetadataValue.md(f"```sql\n{reconciliation.sql.strip()}\n```")},
     )
     def _reconcile(
@@ -233,5 +260,7 @@ metrics_automation = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=sensor_interval_seconds(30),
     description="Materializes the metrics group's partitions after the raw partitions they read are "
-    "materialized (each metric's automation condition). On by default; switch it off here to stop.",
+    "materialized (each metric's automation condition), and runs their reconciliation checks after the "
+    "metric or Atlassian's report it is compared with was refreshed without them. On by default; switch it "
+    "off here to stop.",
 )

@@ -22,7 +22,17 @@ from marketplace_assets.metrics.licenses import (
     TRIAL_CONVERSION_MONTHLY_DESCRIPTION,
     TRIAL_CONVERSION_MONTHLY_SQL,
 )
-from marketplace_assets.metrics.metric import COUNT, DATE, MONEY, TEXT, Column, Metric, Upstream
+from marketplace_assets.metrics.metric import (
+    COUNT,
+    DATE,
+    FLAG,
+    MONEY,
+    TEXT,
+    Column,
+    Completeness,
+    Metric,
+    Upstream,
+)
 from marketplace_assets.metrics.mrr import (
     MRR_MONTHLY_COLUMNS,
     MRR_MONTHLY_DESCRIPTION,
@@ -125,14 +135,31 @@ TRIAL_CONVERSION_MONTHLY = Metric(
 # The dimensions of mrr_monthly's rows; its license counts end in `_licenses`, every other column is an
 # amount in USD (test_metrics_types.py holds these types against the SQL's own result types).
 MRR_DIMENSIONS: dict[str, str] = {"month": DATE, "addon_key": TEXT, "hosting": TEXT}
-# Not part of the grain: the earliest sale the row was computed from (mrr.py says why).
-MRR_DATES: dict[str, str] = {"history_from": DATE}
+# Not part of the grain: the earliest sale the row was computed from, and whether that history covers
+# the row's MRR and its movements (mrr.py says why).
+MRR_HISTORY: dict[str, str] = {"history_from": DATE, "mrr_complete": FLAG, "movements_complete": FLAG}
+MRR_COMPLETENESS = (
+    Completeness(
+        "mrr_complete",
+        "rows_with_incomplete_mrr",
+        "MRR incomplete",
+        "the sales loaded (see `history_from`) start too late for every line item that counts in the "
+        "month (annual plans: from 11 months before it), so its MRR may be short",
+    ),
+    Completeness(
+        "movements_complete",
+        "rows_with_incomplete_movements",
+        "movements incomplete",
+        "the sales loaded start too late for the month before's MRR (annual plans: from 12 months "
+        "before the month), so renewals may count as new licenses and lapses be missed",
+    ),
+)
 # Refunds and late invoices change months already computed: the automation recomputes the latest 3.
 MRR_MONTHS = 3
 
 
 def _mrr_column_type(name: str) -> str:
-    typed = MRR_DIMENSIONS.get(name) or MRR_DATES.get(name)
+    typed = MRR_DIMENSIONS.get(name) or MRR_HISTORY.get(name)
     return typed or (COUNT if name.endswith(("_licenses", "_count")) else MONEY)
 
 
@@ -164,6 +191,7 @@ def mrr_monthly_metric(
         money=tuple(n for n, c in typed.items() if c.sql_type == MONEY),
         counts=tuple(n for n, c in typed.items() if c.sql_type == COUNT),
         refresh_partitions=MRR_MONTHS,
+        completeness=tuple(c for c in MRR_COMPLETENESS if c.column in typed),
     )
 
 

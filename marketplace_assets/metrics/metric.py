@@ -25,7 +25,7 @@ from marketplace_assets.reports.report import Cadence
 GROUP = "metrics"
 APP_COLUMN = "addon_key"
 # The types metric SQL casts its results to, the same on DuckDB and PostgreSQL.
-DATE, TEXT, COUNT, MONEY = "DATE", "VARCHAR", "BIGINT", "DECIMAL(18,2)"
+DATE, TEXT, COUNT, MONEY, FLAG = "DATE", "VARCHAR", "BIGINT", "DECIMAL(18,2)", "BOOLEAN"
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,18 @@ class Column:
 
     description: str
     sql_type: str
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """A boolean column that says whether a row's figures are complete (the history loaded may be too
+    short for them). The rows where it is false are counted per partition (`figure`, for the Plots tab)
+    and their periods marked in the summary as `incomplete`, with `why` under the table."""
+
+    column: str
+    figure: str
+    incomplete: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,12 @@ class Metric:
     # The asset checks that compare this metric with Atlassian's own figures (issue 14, item 5), defined
     # in `reconciliations.py`; `assets.py` builds one check per row.
     reconciliations: tuple[Reconciliation, ...] = ()
+    # Boolean columns that say whether a row's figures are complete (see `Completeness`).
+    completeness: tuple[Completeness, ...] = ()
 
     def __post_init__(self) -> None:
         described = set(self.columns)
-        declared = {*self.grain, *self.money, *self.counts}
+        declared = {*self.grain, *self.money, *self.counts, *(c.column for c in self.completeness)}
         if not declared <= described:
             raise ValueError(
                 f"metric {self.name}: columns {sorted(declared - described)} have no description"
@@ -113,7 +127,8 @@ class Metric:
         """Per-partition figures: the sum of each headline column over the partition's rows. Money goes
         to the UI as a float (the metadata has no decimal type); the table keeps the exact Decimal."""
         money = {c: pl.col(c).sum().cast(pl.Float64) for c in self.money}
-        return {**money, **{c: pl.col(c).sum() for c in self.counts}}
+        incomplete = {c.figure: (~pl.col(c.column)).sum() for c in self.completeness}
+        return {**money, **{c: pl.col(c).sum() for c in self.counts}, **incomplete}
 
     @property
     def invariants(self) -> Invariants:

@@ -194,6 +194,24 @@ app_months AS (
     FROM movements
     GROUP BY addon_key, hosting, month_number
 ),
+-- What the loaded history can vouch for. A month's MRR counts every line item whose period covers it,
+-- so it needs the sales since the month in which the longest period could have started to cover it
+-- (longest - 1 months before); its opening MRR and movements need one month more (the month before's
+-- MRR). The longest period is that of the line items starting in or before the month (no later one can
+-- cover it), so a window's rows equal its months' rows queried one by one.
+history AS (
+    SELECT
+        min(purchase_details_sale_date) AS first_day,
+        {_MONTH_NUMBER.format(d="min(purchase_details_sale_date)")} AS first_month
+    FROM sales.transactions
+),
+longest_periods AS (
+    SELECT w.month_number, max(i.months) AS longest
+    FROM window_months AS w
+    JOIN (SELECT first_month, max(months) AS months FROM line_items GROUP BY first_month) AS i
+        ON i.first_month <= w.month_number
+    GROUP BY w.month_number
+),
 -- The running total from the month before to this month, one movement at a time (step 5 is this
 -- month's MRR, equal to step 4 less churned). Each step is rounded to cents once; a movement is the
 -- difference of two rounded steps, so the rounded movements add up exactly.
@@ -260,9 +278,13 @@ SELECT
     CAST(s.expansion_licenses AS BIGINT) AS expansion_licenses,
     CAST(s.contraction_licenses AS BIGINT) AS contraction_licenses,
     CAST(s.churned_licenses AS BIGINT) AS churned_licenses,
-    CAST((SELECT min(purchase_details_sale_date) FROM sales.transactions) AS DATE) AS history_from
+    CAST(h.first_day AS DATE) AS history_from,
+    CAST(coalesce(h.first_month <= w.month_number - (p.longest - 1), FALSE) AS BOOLEAN) AS mrr_complete,
+    CAST(coalesce(h.first_month <= w.month_number - p.longest, FALSE) AS BOOLEAN) AS movements_complete
 FROM steps AS s
 JOIN window_months AS w ON w.month_number = s.month_number
+JOIN longest_periods AS p ON p.month_number = w.month_number
+CROSS JOIN history AS h
 ORDER BY w.month, s.addon_key, s.hosting
 """
 
@@ -333,8 +355,14 @@ MRR_MONTHLY_COLUMNS: dict[str, str] = {
     "expansion_licenses": "Licenses counted in expansion_mrr",
     "contraction_licenses": "Licenses counted in contraction_mrr",
     "churned_licenses": "Licenses paying the month before and not this month",
-    "history_from": "The earliest sale date in sales.transactions when the row was computed. A month's "
-    "mrr needs the sales of the 11 months before it (annual plans); its opening_mrr and movements need "
-    "those of the 12 months before it. With a later history_from, renewals of annual plans count as new "
-    "licenses and their lapses are missed",
+    "history_from": "The earliest sale date in sales.transactions when the row was computed (see "
+    "mrr_complete and movements_complete)",
+    "mrr_complete": "True when the sales loaded (from history_from) cover every line item that can count "
+    "in this month: those since the month in which the longest maintenance period starting in or before "
+    "the month would start to cover it (11 months before the month for annual plans). False: mrr may be "
+    "short; load earlier transactions and materialize the month again",
+    "movements_complete": "True when the sales loaded (from history_from) also cover the month before's "
+    "MRR: one month more than mrr_complete (12 months before the month for annual plans). False: "
+    "opening_mrr and the movements may be wrong (renewals of annual plans count as new licenses, and "
+    "their lapses are missed)",
 }

@@ -159,7 +159,7 @@ def _agreement_in_words(
     apps = compared["addon_key"].n_unique()
     return (
         f"Within tolerance: {compared.height} row(s), {apps} app(s), {_span(months)}; the largest "
-        f"difference is {_amount(reconciliation, largest)}."
+        f"difference is {_amount(reconciliation, largest)}{' USD' if reconciliation.unit == 'USD' else ''}."
     )
 
 
@@ -171,15 +171,19 @@ def _metadata(
 ) -> dict[str, dg.RawMetadataValue]:
     compared, outside = comparison.compared, comparison.outside
 
-    def total(column: str) -> float:
-        return float(compared[column].sum() or 0)
+    def figure(value: Decimal | None) -> str | int:
+        """Money as text with its cents and unit (a float would show 1143809.7); counts as numbers."""
+        if reconciliation.unit == "count":
+            return int(value or 0)
+        return f"{_amount(reconciliation, value or Decimal(0))} USD"
 
+    largest = compared["difference"].abs().max() if compared.height else None
     return {
         "months": _span(months),
-        f"ours_total ({reconciliation.unit})": total("ours"),
-        f"atlassian_total ({reconciliation.unit})": total("atlassian"),
-        f"difference_total ({reconciliation.unit})": total("difference"),
-        "largest_difference": float(compared["difference"].abs().max() or 0) if compared.height else 0.0,
+        "ours_total": figure(compared["ours"].sum()),
+        "atlassian_total": figure(compared["atlassian"].sum()),
+        "difference_total": figure(compared["difference"].sum()),
+        "largest_difference": figure(largest),
         "rows_compared": compared.height,
         "rows_outside_tolerance": outside.height,
         "months_not_compared": len(not_compared),
@@ -223,8 +227,7 @@ def _amount(reconciliation: Reconciliation, value: Decimal | None, *, signed: bo
     sign = "+" if signed and value > 0 else ""
     if reconciliation.unit == "count":
         return f"{sign}{value:,.0f}"
-    places = 3 if value != value.quantize(Decimal("0.01")) else 2
-    return f"{sign}{value:,.{places}f}"
+    return f"{sign}{value:,.2f}"
 
 
 def _span(months: Sequence[date]) -> str:

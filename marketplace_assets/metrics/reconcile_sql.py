@@ -113,7 +113,8 @@ SELECT
     p.compared,
     CAST(coalesce(p.ours, 0) AS DECIMAL(18, 2)) AS ours,
     CAST(CASE WHEN c.missing IS NULL THEN coalesce(p.atlassian, 0) END AS DECIMAL(18, 2)) AS atlassian,
-    CAST(coalesce(p.tolerance, 0) AS DECIMAL(18, 3)) AS tolerance,
+    -- Both sides are in cents, so a tolerance rounded down to cents passes the same differences.
+    CAST(FLOOR(CAST(coalesce(p.tolerance, 0) AS DECIMAL(18, 3)) * 100) / 100 AS DECIMAL(18, 2)) AS tolerance,
     c.missing
 FROM months AS m
 JOIN coverage AS c ON c.month = m.month

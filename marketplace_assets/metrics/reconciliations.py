@@ -26,8 +26,13 @@ _OUTCOME = """\
 **warning** (severity WARN, never blocking) that names each app and month outside tolerance, and each \
 month not compared with the reason. Metadata: the totals compared (ours, Atlassian's, the difference), \
 the counts of rows compared, outside tolerance and months not compared, and a table of every row (month, \
-app, what, ours, Atlassian, difference, tolerance). It runs with every materialization of the metric, for \
-its months; executed alone (the UI's Execute), it compares every month the metric holds."""
+app, what, ours, Atlassian, difference, tolerance). Both sides are whole cents, so each tolerance is shown \
+and applied rounded down to cents (it passes the same differences).
+
+**When it runs.** With every materialization of the metric launched from the UI, the CLI or a backfill, \
+for its months. On its own, for every month the metric holds: from the UI's Execute, and by the sensor \
+`metrics_after_raw_inputs` once the metric or Atlassian's report was refreshed without it (an automated \
+refresh of the metric, or of Atlassian's report alone), when neither is being materialized."""
 
 MRR_VS_RECURRING_REVENUE = Reconciliation(
     name="reconciles_with_recurring_revenue",

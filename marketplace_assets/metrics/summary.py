@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from marketplace_assets.metrics.metric import APP_COLUMN, Metric
+from marketplace_assets.metrics.metric import APP_COLUMN, Completeness, Metric
 
 PERIODS = 12
 TOP_APPS = 5
@@ -24,8 +24,11 @@ def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]
     period = metric.period_column
     unit = "days" if metric.cadence.value == "daily" else "months"
     headline = [c for c in metric.headline if c in rows.columns]
+    flags = [c for c in metric.completeness if c.column in rows.columns]
     totals = (
-        rows.group_by(period).agg(pl.col(c).sum() for c in headline)
+        rows.group_by(period).agg(
+            *(pl.col(c).sum() for c in headline), *(pl.col(f.column).all() for f in flags)
+        )
         if rows.height
         else pl.DataFrame(schema={period: pl.Date})
     )
@@ -34,12 +37,24 @@ def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]
         f"**{metric.key.to_user_string()}: the last {len(periods)} {unit}** (all apps; an empty row is a "
         "period with no rows or not materialized yet)",
         "",
-        "| " + " | ".join([period, *headline]) + " |",
-        "|---|" + "---:|" * len(headline),
+        "| " + " | ".join([period, *headline, *(["complete"] if flags else [])]) + " |",
+        "|---|" + "---:|" * len(headline) + ("---|" if flags else ""),
     ]
+    marked: list[Completeness] = []
     for day in periods:
         values = by_period.get(day, {})
-        lines.append("| " + " | ".join([day.isoformat(), *(_number(values.get(c)) for c in headline)]) + " |")
+        cells = [day.isoformat(), *(_number(values.get(c)) for c in headline)]
+        if flags:
+            incomplete = [f for f in flags if values.get(f.column) is False]
+            marked += [f for f in incomplete if f not in marked]
+            cells.append(", ".join(f"**{f.incomplete}**" for f in incomplete) or ("yes" if values else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    if marked:
+        lines += ["", *(f"**{f.incomplete}**: {f.why}." for f in marked)]
+        lines.append(
+            "Materialize the raw input's earlier partitions, then these periods again (the columns "
+            f"{', '.join(f'`{f.column}`' for f in marked)} say which rows)."
+        )
     ranking = next(iter(headline), None)
     latest = periods[-1] if periods else None
     if ranking is not None and latest is not None and APP_COLUMN in rows.columns:
