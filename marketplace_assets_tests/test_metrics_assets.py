@@ -213,6 +213,17 @@ def test_a_metric_partition_is_requested_once_the_raw_partitions_it_reads_are_al
     materialized(TRANSACTIONS, ["2025-05-31"])
     requested, cursor = evaluate(cursor)
     assert requested == {REVENUE_MONTHLY.key: ["2025-05-01"]}
+    # MRR's latest 3 months read every day of transactions, but wait only for the days of the 124 days
+    # back (those months and the one before): once they are loaded, 2024 missing holds nothing back.
+    recent = _days(dt.date(2025, 2, 6), dt.date(2025, 4, 30)) + _days(
+        dt.date(2025, 6, 1), dt.date(2025, 6, 9)
+    )
+    materialized(TRANSACTIONS, [day for day in recent if day != "2025-03-15"])
+    requested, cursor = evaluate(cursor)
+    assert requested == {}, "a day of March is missing"
+    materialized(TRANSACTIONS, ["2025-03-15"])
+    requested, cursor = evaluate(cursor)
+    assert requested == {MRR_MONTHLY.key: ["2025-03-01", "2025-04-01", "2025-05-01"]}
 
 
 @pytest.mark.filterwarnings("ignore::dagster.BetaWarning")  # Dagster's evaluator's own selection

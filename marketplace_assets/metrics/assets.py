@@ -35,9 +35,22 @@ AUTOMATION_SENSOR = "metrics_after_raw_inputs"
 def refresh_after_inputs(metric: Metric) -> dg.AutomationCondition:
     """Dagster's eager condition over the metric's latest partitions (`refresh_partitions`): a partition
     is requested once any partition it reads was updated, or once it exists and is missing, as soon as
-    none of the partitions it reads is missing or being materialized."""
+    none of the partitions it reads is being materialized, nor missing among the recent ones
+    (`Metric.input_lookback`: the days of the periods it refreshes, and of the period before).
+
+    Eager alone waits for every partition a partition reads. MRR reads every day of transactions since
+    `MARKETPLACE_START_DATE`, so it would wait until years of history were backfilled; instead it runs on
+    the history loaded, and each row says whether that history covers it (`mrr_complete`)."""
     latest = dg.AutomationCondition.in_latest_time_window(metric.refresh_lookback)
-    eager = dg.AutomationCondition.eager().replace(dg.AutomationCondition.in_latest_time_window(), latest)
+    recent_input = dg.AutomationCondition.in_latest_time_window(metric.input_lookback)
+    recent_missing = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested() & recent_input
+    ).with_label("any_recent_deps_missing")
+    eager = (
+        dg.AutomationCondition.eager()
+        .replace(dg.AutomationCondition.in_latest_time_window(), latest)
+        .replace("any_deps_missing", recent_missing)
+    )
     return eager.with_label(f"after its inputs refresh ({_latest_in_words(metric)})")
 
 
@@ -55,7 +68,8 @@ def describe_metric(metric: Metric, *, sandbox: bool) -> str:
         f"**SQL**: `{metric.sql_location}`, in the definition's `sql` metadata; it runs in the warehouse "
         "(DuckDB or PostgreSQL), once per run, the run's partitions as the window [`:start`, `:end`).",
         f"**Refresh**: runs after its inputs refresh ({_latest_in_words(metric)}), once none of the "
-        f"partitions it reads is missing, through the sensor `{AUTOMATION_SENSOR}` under Automation, on "
+        "recent partitions it reads (those of these periods and the one before) is missing or being "
+        f"materialized, through the sensor `{AUTOMATION_SENSOR}` under Automation, on "
         "by default. Other partitions: materialize them (a backfill of any range is one run). Each "
         "partition's materialization carries "
         f"its figures ({', '.join(metric.headline)}) for the Plots tab, and the latest one a `summary` of "

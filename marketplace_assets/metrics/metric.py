@@ -119,6 +119,12 @@ class Metric:
         return timedelta(days=self.refresh_partitions * (1 if self.cadence is Cadence.DAILY else 31))
 
     @property
+    def input_lookback(self) -> timedelta:
+        """The lookback, on an input's own partitions, of those whose absence holds the automation back:
+        the refreshed periods and the period before them (N + 1 periods of the metric's cadence)."""
+        return self.refresh_lookback + timedelta(days=1 if self.cadence is Cadence.DAILY else 31)
+
+    @property
     def headline(self) -> tuple[str, ...]:
         return (*self.money, *self.counts)
 
