@@ -156,7 +156,18 @@ def test_a_materialization_counts_and_marks_the_months_the_history_does_not_cove
     }
     assert counts == {"2025-01-01": (2, 2), "2025-02-01": (0, 2), "2025-03-01": (0, 0)}
     summary = str(metadata["2025-03-01"]["summary"]).splitlines()
-    assert summary[2].endswith("| complete |")
+    # Amounts, then license counts: two tables, the marks with the first.
+    assert summary[2] == (
+        "| month | mrr | arr | opening_mrr | new_mrr | reactivated_mrr | expansion_mrr | contraction_mrr "
+        "| churned_mrr | complete |"
+    )
+    # March: app.a's renewal keeps its 100.00 a month; app.b's 30.00 monthly billing lapses.
+    assert "| 2025-03-01 | 100.00 | 1,200.00 | 130.00 | 0.00 | 0.00 | 0.00 | 0.00 | 30.00 | yes |" in summary
+    counts = summary.index(
+        "| month | paying_licenses | new_licenses | reactivated_licenses | expansion_licenses "
+        "| contraction_licenses | churned_licenses |"
+    )
+    assert "| 2025-03-01 | 1 | 0 | 0 | 0 | 0 | 1 |" in summary[counts:]
     by_month = {line[2:12]: line.rsplit("|", 2)[-2].strip() for line in summary[4:16]}
     assert by_month["2024-12-01"] == "", "a month without rows says nothing"
     assert by_month["2025-01-01"] == "**MRR incomplete**, **movements incomplete**"

@@ -17,6 +17,8 @@ from marketplace_assets.metrics.metric import APP_COLUMN, Completeness, Metric
 
 PERIODS = 12
 TOP_APPS = 5
+# More headline columns than this: amounts and counts in two tables.
+WIDEST = 8
 
 
 def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]) -> str:
@@ -36,19 +38,15 @@ def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]
     lines = [
         f"**{metric.key.to_user_string()}: the last {len(periods)} {unit}** (all apps; an empty row is a "
         "period with no rows or not materialized yet)",
-        "",
-        "| " + " | ".join([period, *headline, *(["complete"] if flags else [])]) + " |",
-        "|---|" + "---:|" * len(headline) + ("---|" if flags else ""),
     ]
+    # Too many columns for one readable table (MRR has 14): amounts, then counts, each by period.
+    money = [c for c in headline if c in metric.money]
+    tables = [money, [c for c in headline if c not in money]] if len(headline) > WIDEST else [headline]
     marked: list[Completeness] = []
-    for day in periods:
-        values = by_period.get(day, {})
-        cells = [day.isoformat(), *(_number(values.get(c)) for c in headline)]
-        if flags:
-            incomplete = [f for f in flags if values.get(f.column) is False]
-            marked += [f for f in incomplete if f not in marked]
-            cells.append(", ".join(f"**{f.incomplete}**" for f in incomplete) or ("yes" if values else ""))
-        lines.append("| " + " | ".join(cells) + " |")
+    for number, columns in enumerate(t for t in tables if t):
+        # The completeness column goes with the first table only.
+        shown = flags if number == 0 else []
+        lines += ["", *_period_table(period, columns, shown, periods, by_period, marked)]
     if marked:
         lines += ["", *(f"**{f.incomplete}**: {f.why}." for f in marked)]
         lines.append(
@@ -60,6 +58,31 @@ def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]
     if ranking is not None and latest is not None and APP_COLUMN in rows.columns:
         lines += ["", *_top_apps(rows.filter(pl.col(period) == latest), ranking, latest)]
     return "\n".join(lines)
+
+
+def _period_table(
+    period: str,
+    columns: list[str],
+    flags: list[Completeness],
+    periods: Sequence[date],
+    by_period: dict[date, dict[str, object]],
+    marked: list[Completeness],
+) -> list[str]:
+    """One row per period: its totals of `columns`, and (with `flags`) whether its rows are complete.
+    The completeness marks shown are added to `marked`, for the notes under the tables."""
+    lines = [
+        "| " + " | ".join([period, *columns, *(["complete"] if flags else [])]) + " |",
+        "|---|" + "---:|" * len(columns) + ("---|" if flags else ""),
+    ]
+    for day in periods:
+        values = by_period.get(day, {})
+        cells = [day.isoformat(), *(_number(values.get(c)) for c in columns)]
+        if flags:
+            incomplete = [f for f in flags if values.get(f.column) is False]
+            marked += [f for f in incomplete if f not in marked]
+            cells.append(", ".join(f"**{f.incomplete}**" for f in incomplete) or ("yes" if values else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _top_apps(rows: pl.DataFrame, ranking: str, latest: date) -> list[str]:
