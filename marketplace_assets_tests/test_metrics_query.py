@@ -10,7 +10,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from marketplace_assets.warehouse import TableNotFoundError, TableRef, Warehouse, open_warehouse
+from marketplace_assets.warehouse import (
+    ColumnNotFoundError,
+    TableNotFoundError,
+    TableRef,
+    Warehouse,
+    open_warehouse,
+)
 from marketplace_assets_tests.postgres_server import PostgresServer
 from marketplace_assets_tests.test_warehouse_contract import postgres_backend
 
@@ -97,6 +103,12 @@ def test_a_missing_value_or_table_is_refused_by_name(warehouse: Warehouse) -> No
     warehouse.write(SALES, ROWS, None)
     with pytest.raises(TableNotFoundError, match=r"(?i)refunds.*does not exist"):
         warehouse.query("SELECT * FROM shop.refunds WHERE day < :end", {"end": D(2025, 3, 1)})
+    # A table written before a column the SQL reads existed: a missing input too, said as a column.
+    with pytest.raises(ColumnNotFoundError, match=r"(?i)currency"):
+        warehouse.query("SELECT currency FROM shop.sales")
+    with pytest.raises(Exception, match=r"(?i)sum") as other:  # the SQL's own mistake is not one
+        warehouse.query("SELECT sum(app, amount) AS wrong FROM shop.sales")
+    assert not isinstance(other.value, TableNotFoundError)
     # Values the SQL does not use are left out rather than refused.
     assert warehouse.query("SELECT count(*) AS n FROM shop.sales", {"unused": 1}).rows() == [(5,)]
 

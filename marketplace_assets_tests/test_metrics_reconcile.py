@@ -81,14 +81,19 @@ def months_later(day: dt.date, months: int) -> dt.date:
     return day.replace(year=index // 12, month=index % 12 + 1)
 
 
+# mrr_monthly's rows as the metric writes them: with the history they were computed from, complete.
+MRR_COLUMNS = "month addon_key hosting mrr history_from mrr_complete"
+COMPLETE = (D(2024, 1, 1), True)
+
+
 def test_mrr_within_tolerance_over_it_and_a_month_atlassian_lacks(warehouse: Warehouse) -> None:
     mrr = [("app.a", "Cloud", "100.00"), ("app.a", "Data Center", "50.00"), ("app.b", "Cloud", "80.00")]
     write(
         warehouse,
         "metrics.mrr_monthly",
-        "month addon_key hosting mrr",
-        [(JAN, app, hosting, Decimal(amount)) for app, hosting, amount in mrr]
-        + [(FEB, "app.a", "Cloud", Decimal("70.00"))],
+        MRR_COLUMNS,
+        [(JAN, app, hosting, Decimal(amount), *COMPLETE) for app, hosting, amount in mrr]
+        + [(FEB, "app.a", "Cloud", Decimal("70.00"), *COMPLETE)],
     )
     # Atlassian's January only: app.a 150.01 (ours 100 + 50 = 150.00), app.b 90.00 (ours 80.00).
     write(
@@ -125,28 +130,34 @@ def test_mrr_within_tolerance_over_it_and_a_month_atlassian_lacks(warehouse: War
     assert value(result, "outside_tolerance") == "app.b 2025-01"
 
 
-def test_mrr_agreeing_passes_and_a_short_history_is_not_compared(warehouse: Warehouse) -> None:
-    write(
-        warehouse,
-        "metrics.mrr_monthly",
-        "month addon_key hosting mrr",
-        [(MAR, "app.a", "Cloud", Decimal(10))],
-    )
+def test_mrr_agreeing_passes_and_a_month_the_metric_cannot_vouch_for_is_not_compared(
+    warehouse: Warehouse,
+) -> None:
     write(warehouse, "partner_metrics.recurring_revenue", "date app_key closing_mrr", [(MAR, "app.a", 10.0)])
-    # An annual plan (n = 12) sold on 2025-03-04: a month needs sales from 11 months before it.
     write_items(warehouse, [("app.a", D(2025, 3, 4), 12)])
+    # Computed from sales since 4 March 2025, the row says its MRR may be short (the metric's verdict,
+    # test_metrics_mrr_history.py): the month is not compared.
+    short_row = (MAR, "app.a", "Cloud", Decimal(10), D(2025, 3, 4), False)
+    write(warehouse, "metrics.mrr_monthly", MRR_COLUMNS, [short_row])
     short = check(warehouse, MRR_VS_RECURRING_REVENUE, [MAR])
-    assert not short.passed
+    assert not short.passed and value(short, "rows_compared") == 0
     assert (
-        "2025-03: sales/transactions holds no sale before 2025-03-04, none from the month of 2024-04-01 "
-        "(a 12-month maintenance period sold then covers the month): ours may be short"
+        "2025-03: metrics/mrr_monthly was computed from sales since 2025-03-04, too late for every line "
+        "item that counts in the month (mrr_complete is false): ours may be short"
     ) in (short.description or "")
-    # With sales from April 2024 on (a monthly item sold then), March 2025 is compared, and agrees.
-    write_items(warehouse, [("app.a", D(2025, 3, 4), 12), ("app.x", D(2024, 4, 28), 1)])
+    # Computed again from a longer history, it vouches for the month: compared, and agrees.
+    complete_row = (MAR, "app.a", "Cloud", Decimal(10), D(2024, 4, 28), True)
+    write(warehouse, "metrics.mrr_monthly", MRR_COLUMNS, [complete_row])
     agreed = check(warehouse, MRR_VS_RECURRING_REVENUE, [MAR])
     assert agreed.passed, agreed.description
     assert agreed.description == (
         "Within tolerance: 1 row(s), 1 app(s), 2025-03; the largest difference is 0.00 USD."
+    )
+    # A month Atlassian has MRR for and the metric has no row for was not materialized: not compared.
+    write(warehouse, "partner_metrics.recurring_revenue", "date app_key closing_mrr", [(APR, "app.a", 10.0)])
+    april = check(warehouse, MRR_VS_RECURRING_REVENUE, [APR])
+    assert "2025-04: metrics/mrr_monthly has no row for the month: materialize it for the month" in (
+        april.description or ""
     )
 
 

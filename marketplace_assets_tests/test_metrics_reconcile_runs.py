@@ -11,13 +11,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from marketplace_assets.api.resource import MarketplaceResource
 from marketplace_assets.dagster_conventions import range_tags
 from marketplace_assets.definitions import build_assets
 from marketplace_assets.metrics.assets import build_metric_assets, build_reconciliation_checks
-from marketplace_assets.metrics.catalog import REVENUE_MONTHLY
+from marketplace_assets.metrics.catalog import MRR_MONTHLY, REVENUE_MONTHLY
 from marketplace_assets.sandbox import Sandbox, serve
 from marketplace_assets.sandbox.licensing_data import set_clock
 from marketplace_assets.settings import MarketplaceSettings
@@ -66,6 +67,38 @@ def test_the_check_runs_with_its_metric_and_warns_when_a_table_is_missing(tmp_pa
     assert not alone.get_asset_materialization_events()
     (evaluation,) = alone.get_asset_check_evaluations()
     assert (evaluation.description or "").startswith("Not reconciled for 2025-02: a table it reads")
+
+
+def test_a_metric_table_older_than_a_column_the_check_reads_is_a_warning_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """An mrr_monthly table written before `mrr_complete` existed: the check, executed alone, warns that
+    a column it reads is missing and says to materialize the metric again; it does not error."""
+    location = str(tmp_path / "wh.duckdb")
+    warehouse = open_warehouse(location)
+    january = D(2025, 1, 1)
+    older = pl.DataFrame({"month": [january], "addon_key": ["app.a"], "hosting": ["Cloud"], "mrr": [10.0]})
+    warehouse.write(TableRef("metrics", "mrr_monthly"), older, None)
+    warehouse.write(TableRef("sales", "transactions"), transactions_frame(LINE_ITEMS), None)
+    atlassian = pl.DataFrame({"date": [january], "app_key": ["app.a"], "closing_mrr": [10.0]})
+    warehouse.write(TableRef("partner_metrics", "recurring_revenue"), atlassian, None)
+    settings = MarketplaceSettings(sandbox=True, start_date="2025-01-01", warehouse=location)
+    raw_keys = [key for a in build_assets(settings) for key in a.keys]
+    checks = build_reconciliation_checks(raw_keys)
+    (mrr_check,) = [c for c in checks if any(k.asset_key == MRR_MONTHLY.key for k in c.check_keys)]
+    metric = next(
+        a for a in build_metric_assets(start_date=january, sandbox=True) if a.key == MRR_MONTHLY.key
+    )
+    resources = asset_resources(MarketplaceResource(developer_id="never-called"), Path(location))
+    alone = dg.materialize(
+        [metric, mrr_check], selection=dg.AssetSelection.checks(mrr_check), resources=resources
+    )
+    (evaluation,) = alone.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity is dg.AssetCheckSeverity.WARN
+    description = evaluation.description or ""
+    assert description.startswith("Not reconciled for 2025-01: a column it reads is missing: ")
+    assert "mrr_complete" in description
+    assert "Materialize partner_metrics/recurring_revenue, the metric and its inputs" in description
 
 
 # -- against the sandbox -------------------------------------------------------------------------------

@@ -25,7 +25,13 @@ from marketplace_assets.metrics.summary import PERIODS, summary_markdown
 from marketplace_assets.partitions import partitions_for
 from marketplace_assets.pii import PiiPolicy
 from marketplace_assets.settings import sensor_interval_seconds
-from marketplace_assets.warehouse import TableNotFoundError, TableRef, Warehouse, WarehouseResource
+from marketplace_assets.warehouse import (
+    ColumnNotFoundError,
+    TableNotFoundError,
+    TableRef,
+    Warehouse,
+    WarehouseResource,
+)
 from marketplace_assets.warehouse.io_manager import COLUMN_SCHEMA
 
 METRIC_KINDS = {"sql", "polars", "duckdb"}
@@ -117,8 +123,8 @@ def build_metric_asset(metric: Metric, *, start_date: date, sandbox: bool) -> dg
             inputs = ", ".join(u.key.to_user_string() for u in metric.upstream)
             scope = f"partition {keys[0]}" if len(keys) == 1 else f"partitions {keys[0]}..{keys[-1]}"
             raise dg.Failure(
-                description=f"{label}, {scope}: a table it reads is missing: {exc}. Materialize {inputs} "
-                "first.",
+                description=f"{label}, {scope}: {_what_is_missing(exc)}: {exc}. Materialize {inputs} "
+                f"{'again' if isinstance(exc, ColumnNotFoundError) else 'first'}.",
                 allow_retries=False,
             ) from exc
         periods = last_periods(partitions_def, keys[-1])
@@ -130,6 +136,15 @@ def build_metric_asset(metric: Metric, *, start_date: date, sandbox: bool) -> dg
         yield from shape.finish(context, dg.Output(frame, metadata={"source": source}), pii)
 
     return _metric_asset
+
+
+def _what_is_missing(exc: TableNotFoundError) -> str:
+    """A table that was never materialized, or one written before a column the SQL reads existed."""
+    return (
+        "a column it reads is missing"
+        if isinstance(exc, ColumnNotFoundError)
+        else "a table it reads is missing"
+    )
 
 
 def last_periods(partitions_def: dg.TimeWindowPartitionsDefinition, last_key: str) -> list[date]:
@@ -222,7 +237,7 @@ def build_reconciliation_check(metric: Metric, reconciliation: Reconciliation) -
             end = _next_month(months[-1])
             rows = warehouse.query(reconciliation.sql, {"start": months[0], "end": end})
         except TableNotFoundError as exc:
-            return not_reconciled(reconciliation, months, f"a table it reads is missing: {exc}")
+            return not_reconciled(reconciliation, months, f"{_what_is_missing(exc)}: {exc}")
         return reconciliation_result(reconciliation, rows, months)
 
     return _reconcile

@@ -112,7 +112,7 @@ def not_reconciled(reconciliation: Reconciliation, months: Sequence[date], why: 
         passed=False,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"Not reconciled for {span}: {why}. Materialize "
-        f"{reconciliation.against.to_user_string()} (and the metric's inputs) for these months, then "
+        f"{reconciliation.against.to_user_string()}, the metric and its inputs for these months, then "
         "execute this check again.",
         metadata={"months": span, "months_not_compared": len(months), "rows_compared": 0},
     )

@@ -179,12 +179,14 @@ pairs AS (
     LEFT JOIN atlassian AS a ON a.month = k.month AND a.addon_key = k.addon_key
     LEFT JOIN covering AS cv ON cv.month = k.month AND cv.addon_key = k.addon_key
 ),
--- Ours is complete for a month once sales/transactions holds sales from the month in which the longest
--- maintenance period it holds would have to start to cover the month (or earlier).
-history AS (
-    SELECT
-        (SELECT min(purchase_details_sale_date) FROM sales.transactions) AS first_day,
-        (SELECT max(months) FROM line_items) AS longest
+-- Whether ours is complete for a month is the metric's own verdict, stored on its rows when they were
+-- computed (mrr_complete: the loaded sales start early enough for every line item that counts in the
+-- month; metrics/mrr.py). Rows stored before that column existed say null, and are compared.
+ours_history AS (
+    SELECT month, bool_and(mrr_complete) AS complete, min(history_from) AS history_from
+    FROM metrics.mrr_monthly
+    WHERE month >= :start AND month < :end
+    GROUP BY month
 ),
 coverage AS (
     SELECT
@@ -192,21 +194,17 @@ coverage AS (
         CASE
             WHEN NOT EXISTS (SELECT 1 FROM atlassian AS a WHERE a.month = m.month)
                 THEN 'partner_metrics/recurring_revenue has no row for the month'
-            WHEN h.first_day IS NULL OR CAST(date_trunc('month', h.first_day) AS DATE) > m.needed_from
-                THEN 'sales/transactions holds no sale before '
-                    || coalesce(CAST(h.first_day AS VARCHAR), 'any day') || ', none from the month of '
-                    || CAST(m.needed_from AS VARCHAR) || ' (a '
-                    || CAST(coalesce(h.longest, 1) AS VARCHAR)
-                    || '-month maintenance period sold then covers the month): ours may be short'
+            WHEN h.month IS NULL
+                AND EXISTS (SELECT 1 FROM atlassian AS a WHERE a.month = m.month AND a.mrr <> 0)
+                THEN 'metrics/mrr_monthly has no row for the month: materialize it for the month'
+            WHEN NOT h.complete
+                THEN 'metrics/mrr_monthly was computed from sales since '
+                    || coalesce(CAST(h.history_from AS VARCHAR), 'no day')
+                    || ', too late for every line item that counts in the month (mrr_complete is false):'
+                    || ' ours may be short'
         END AS missing
-    FROM (
-        SELECT
-            months.month,
-            CAST(months.month - (coalesce(history.longest, 1) - 1) * INTERVAL '1 month' AS DATE)
-                AS needed_from
-        FROM months CROSS JOIN history
-    ) AS m
-    CROSS JOIN history AS h
+    FROM months AS m
+    LEFT JOIN ours_history AS h ON h.month = m.month
 )
 {_RESULT}"""
 

@@ -60,7 +60,9 @@ have yet) changes every month its maintenance period covers by its amount / n: a
 as a warning naming the app and each of those months.
 
 **Not compared**: a month without any row in `partner_metrics/recurring_revenue` (not materialized for \
-it): nothing vouches for ours, so the check warns that the month is not reconciled.
+it); a month whose rows of this metric say `mrr_complete` false (computed from sales that start too late \
+for every line item that counts in it); a month Atlassian has MRR for and this metric has no row for (not \
+materialized). Nothing vouches for the month, so the check warns that it is not reconciled.
 
 {_OUTCOME}""",
 )

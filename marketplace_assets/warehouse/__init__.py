@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from marketplace_assets.warehouse.base import (
+    ColumnNotFoundError,
     MergeKeyError,
     RowsOutsideScopeError,
     TableNotFoundError,
@@ -62,6 +63,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BatchWriter",
     "Batches",
+    "ColumnNotFoundError",
     "DuckDBWarehouse",
     "MergeKeyError",
     "PartitionScope",

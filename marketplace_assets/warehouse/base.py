@@ -150,6 +150,11 @@ class TableNotFoundError(WarehouseError, LookupError):
     pass
 
 
+class ColumnNotFoundError(TableNotFoundError):
+    """A column a query reads is not in its table (the table was written before the column existed):
+    like a missing table, an input to materialize again."""
+
+
 class RowsOutsideScopeError(WarehouseError, ValueError):
     """The frame holds rows a later rewrite of another partition would delete: a bug upstream."""
 

@@ -29,6 +29,7 @@ import polars as pl
 from marketplace_assets.metrics.sql import bound_statement
 from marketplace_assets.warehouse._duckdb_core import SchemaChanges, q, qt
 from marketplace_assets.warehouse.base import (
+    ColumnNotFoundError,
     TableNotFoundError,
     TableRef,
     WriteResult,
@@ -90,6 +91,11 @@ class DuckDBWarehouse(DuckDBMerge):
                 relation = con.sql(statement, params=values)
             except duckdb.CatalogException as exc:
                 raise TableNotFoundError(f"{exc} (in {self.path})") from exc
+            except duckdb.BinderException as exc:
+                # DuckDB's binder reports a missing column so; its other errors are the SQL's own.
+                if "Referenced column" not in str(exc):
+                    raise
+                raise ColumnNotFoundError(f"{exc} (in {self.path})") from exc
             if relation is None:
                 raise ValueError(
                     f"the statement returned no rows to read; query() runs a SELECT: {sql.strip()[:80]}"

@@ -55,6 +55,7 @@ from psycopg import errors, sql
 
 from marketplace_assets.metrics.sql import bound_statement
 from marketplace_assets.warehouse.base import (
+    ColumnNotFoundError,
     TableNotFoundError,
     TableRef,
     WriteResult,
@@ -95,6 +96,9 @@ class PostgresWarehouse(PostgresMerge):
         except errors.UndefinedTable as exc:
             message = self._target.redact(str(exc).strip())
             raise TableNotFoundError(f"{message} (in {self.url})") from exc
+        except errors.UndefinedColumn as exc:
+            message = self._target.redact(str(exc).strip())
+            raise ColumnNotFoundError(f"{message} (in {self.url})") from exc
 
     def write(self, table: TableRef, rows: Rows, scope: PartitionScope | None) -> WriteResult:
         # A frame is checked before connecting; staged batches one by one inside the transaction.
