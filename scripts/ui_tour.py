@@ -109,11 +109,20 @@ def scroll_to_row(text: str) -> Callable[[Page], None]:
     return prepare
 
 
+def open_tab(name: str) -> Callable[[Page], None]:
+    def prepare(page: Page) -> None:
+        page.get_by_text(name, exact=True).filter(visible=True).first.click()
+
+    return prepare
+
+
 MRR = "/assets/metrics/mrr_monthly"
+MRR_CHECK = f"{MRR}?view=checks&checkDetail=reconciles_with_recurring_revenue"
 METRICS_PAGES: list[tuple[str, str, Callable[[Page], None] | None]] = [
     ("metrics_lineage", "/locations/marketplace_assets/asset-groups/metrics/lineage", None),
     ("metrics_mrr_summary", MRR, show_markdown("summary")),
-    ("metrics_mrr_reconciliation", f"{MRR}?view=checks&checkDetail=reconciles_with_recurring_revenue", None),
+    ("metrics_mrr_reconciliation", MRR_CHECK, None),
+    ("metrics_mrr_reconciliation_automation", MRR_CHECK, open_tab("Automation history")),
     ("metrics_automation", "/automation", scroll_to_row("metrics_after_raw_inputs")),
 ]
 
