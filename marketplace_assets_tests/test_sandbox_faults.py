@@ -1,116 +1,40 @@
 """The sandbox's well-formed bad answers (short pages and files, records cut in half, header echoes, HTML
-pages, type drift), the object store's MD5 ETag, and the second marketing-attribution record shape.
+pages, type drift), the object store's MD5 ETag, and the fault rules themselves.
 
 Each fault is checked against the answer the same request gets without it, in-process and (for the
-ones a transport could hide) over the real loopback server, with the rules posted as JSON."""
+ones a transport could hide) over the real loopback server, with the rules posted as JSON
+(`sandbox_fault_env.py`). The second marketing-attribution record shape is in
+`test_sandbox_attribution_shape.py`."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
-from datetime import date, timedelta
 
 import httpx
 import pytest
 
-from marketplace_assets.reports.normalize import flatten as client_flatten
-from marketplace_assets.sandbox import FaultRule, Sandbox, object_store, serve
-from marketplace_assets.sandbox.export_reports import ATTRIBUTION_COLUMNS, EVALUATION_ATTRIBUTION_COLUMNS
-from marketplace_assets.sandbox.exports import cell, configure_exports, flatten
-from marketplace_assets.sandbox.licensing_data import set_clock
+from marketplace_assets.sandbox import FaultRule, object_store, serve
+from marketplace_assets_tests.sandbox_fault_env import (  # noqa: F401 (fixtures)
+    DEV,
+    Env,
+    complete,
+    csv_rows,
+    env_fixture,
+    local_fixture,
+    ok,
+    sandbox_fixture,
+)
 
-AUTH = ("sandbox@example.com", "sandbox-token")
 BASIC = "Basic " + base64.b64encode(b"sandbox@example.com:sandbox-token").decode()
-DEV = "/rest/3/reporting/developer-space/sandbox-developer"
 LICENSES = f"{DEV}/licenses"
 TRANSACTIONS = f"{DEV}/sales/transactions"
 FEEDBACK = f"{DEV}/feedback/details"
 STARTER = f"{DEV}/sales/freeStarterTier/export"
-ATTRIBUTION = f"{DEV}/marketing-attribution/async/export"
 LATEST = "/rest/3/reporting/product-catalog/latest"
-CLOCK = date(2025, 6, 30)
 WINDOW = {"startDate": "2025-06-01", "endDate": "2025-06-30"}
 VENDOR_AMOUNT = "purchaseDetails.vendorAmount"
-
-
-@dataclass
-class Env:
-    """One way of reaching a sandbox: `api` authenticates, `plain` follows absolute (object) links,
-    `faults` installs rules given as the JSON fields posted to /_sandbox/faults."""
-
-    sb: Sandbox
-    api: httpx.Client
-    plain: httpx.Client
-    faults: Callable[..., None]
-    mode: str
-
-
-def open_env(sb: Sandbox, mode: str, stack: ExitStack) -> Env:
-    if mode == "inprocess":
-        api = httpx.Client(
-            transport=sb.transport(), base_url="https://sandbox.invalid/marketplace", auth=AUTH
-        )
-        plain = httpx.Client(transport=sb.transport())
-
-        def faults(*rules: dict) -> None:
-            sb.faults.extend(FaultRule.from_dict(rule) for rule in rules)
-
-    else:
-        url = stack.enter_context(serve(sb, port=0))
-        api = httpx.Client(base_url=f"{url}/marketplace", auth=AUTH)
-        plain = httpx.Client()
-        control = stack.enter_context(httpx.Client(base_url=url))
-
-        def faults(*rules: dict) -> None:
-            answer = control.post("/_sandbox/faults", json=list(rules))
-            assert answer.status_code == 200, answer.text
-
-    return Env(sb, stack.enter_context(api), stack.enter_context(plain), faults, mode)
-
-
-@pytest.fixture
-def sb() -> Sandbox:
-    sandbox = Sandbox()
-    set_clock(sandbox, CLOCK)
-    configure_exports(sandbox, polls_to_complete=0)
-    return sandbox
-
-
-@pytest.fixture(params=["inprocess", "server"])
-def env(request, sb) -> Iterator[Env]:
-    with ExitStack() as stack:
-        yield open_env(sb, request.param, stack)
-
-
-@pytest.fixture
-def local(sb) -> Iterator[Env]:
-    with ExitStack() as stack:
-        yield open_env(sb, "inprocess", stack)
-
-
-def ok(response: httpx.Response) -> httpx.Response:
-    assert response.status_code == 200, response.text
-    return response
-
-
-def complete(response: httpx.Response) -> bytes:
-    """The body, checked to be what the head announced (the client read it to its end)."""
-    body = ok(response).content
-    if "content-length" in response.headers:
-        assert int(response.headers["content-length"]) == len(body)
-    else:
-        assert response.headers["transfer-encoding"] == "chunked"
-    return body
-
-
-def csv_rows(body: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
 
 
 def catalog_link(env: Env) -> str:
@@ -384,99 +308,3 @@ def test_invalid_rules_over_http_are_400(sb):
         assert answer.status_code == 400 and "field" in answer.json()["message"]
         listed = control.post("/_sandbox/faults", json={"path": "x", "kind": "echo_headers"}).json()["faults"]
         assert listed[0]["status"] == 400 and listed[0]["fraction"] == 0.5 and listed[0]["value"] == "n/a"
-
-
-# --- the evaluation shape of marketing attribution ---------------------------------------------------
-
-
-def attribution(client: httpx.Client, fmt: str, **window: str) -> tuple[str, httpx.Response]:
-    """Start a marketing-attribution export (ready at once) and download it: (export id, answer)."""
-    started = ok(client.post(ATTRIBUTION, params={**window, "accept": fmt})).json()
-    return started["export"]["id"], ok(client.get(started["_links"]["download"]["href"]))
-
-
-EVALUATION_FIELDS = {
-    "evaluation", "app", "channel", "activityWindowStart", "pageViews", "visits", "evaluations", "installs",
-}  # fmt: skip
-SNAKE_CASE_FIELDS = {
-    "evaluation_start_date", "evaluation_license_type", "app_key", "app_name", "app_product_id",
-    "channel_name", "channel_source", "channel_medium", "channel_campaign", "activity_window_start",
-    "page_views", "visits", "evaluations", "installs",
-}  # fmt: skip
-
-
-def test_daily_stays_the_default_attribution_shape(local):
-    assert configure_exports(local.sb)["attribution_shape"] == "daily"
-    _, response = attribution(local.api, "csv", startDate="2025-06-01", endDate="2025-06-02")
-    assert csv_rows(response.content)[0] == list(ATTRIBUTION_COLUMNS)
-    _, response = attribution(local.api, "json", startDate="2025-06-01", endDate="2025-06-02")
-    assert {row["date"] for row in response.json()} == {"2025-06-01", "2025-06-02"}
-
-
-def test_evaluation_shape_agrees_with_the_daily_shape(local):
-    window = {"startDate": "2025-06-01", "endDate": "2025-06-03"}
-    daily_id, daily = attribution(local.api, "json", **window)
-    by_key = {(r["date"], r["addonKey"], r["channel"]): r for r in daily.json()}
-    configure_exports(local.sb, attribution_shape="evaluation")
-    evaluation_id, response = attribution(local.api, "json", **window)
-    rows = response.json()
-    assert evaluation_id != daily_id and len(rows) == len(by_key) > 0
-    assert all(set(row) == EVALUATION_FIELDS for row in rows)
-    assert {row["evaluation"]["startDate"] for row in rows} == {"2025-06-01", "2025-06-02", "2025-06-03"}
-    for row in rows:
-        start = date.fromisoformat(row["evaluation"]["startDate"])
-        assert row["activityWindowStart"] == (start - timedelta(days=30)).isoformat()
-        assert row["evaluation"]["licenseType"] == "evaluation"
-        same = by_key[(row["evaluation"]["startDate"], row["app"]["key"], row["channel"]["name"])]
-        assert (row["visits"], row["evaluations"], row["installs"]) == (
-            same["visits"],
-            same["evaluations"],
-            same["installs"],
-        )
-        assert (row["app"]["name"], row["app"]["productId"]) == (same["addonName"], same["productId"])
-        channel = (same["source"], same["medium"], same["campaign"])
-        assert (row["channel"]["source"], row["channel"]["medium"], row["channel"]["campaign"]) == channel
-        assert row["pageViews"] >= row["visits"]
-    assert sum(row["evaluations"] for row in rows) > 0
-    assert set(client_flatten(rows[0])) == SNAKE_CASE_FIELDS
-    # The same window again is the same export; the one started as daily stays daily.
-    assert attribution(local.api, "json", **window)[1].json() == rows
-    assert ok(local.api.get(f"{DEV}/async/export/{daily_id}")).json() == daily.json()
-    # CSV: dotted headers, the same values.
-    _, as_csv = attribution(local.api, "csv", **window)
-    table = csv_rows(as_csv.content)
-    assert table[0] == list(EVALUATION_ATTRIBUTION_COLUMNS) and "date" not in table[0]
-    assert {"evaluation.startDate", "app.key", "channel.name", "activityWindowStart"} <= set(table[0])
-    assert table[1:] == [[cell(flatten(row)[c]) for c in table[0]] for row in rows]
-
-
-def test_evaluation_shape_dates_select_the_evaluation_start_day(local):
-    configure_exports(local.sb, attribution_shape="evaluation")
-    _, response = attribution(local.api, "json", startDate="2025-05-31", endDate="2025-05-31")
-    rows = response.json()
-    assert rows and {row["evaluation"]["startDate"] for row in rows} == {"2025-05-31"}
-    assert {row["activityWindowStart"] for row in rows} == {"2025-05-01"}
-    with pytest.raises(ValueError):
-        configure_exports(local.sb, attribution_shape="weekly")
-
-
-def test_attribution_shape_over_http(sb):
-    with (
-        serve(sb) as url,
-        httpx.Client(base_url=url) as control,
-        httpx.Client(base_url=url, auth=AUTH) as api,
-    ):
-        assert control.get("/_sandbox/exports").json()["config"]["attribution_shape"] == "daily"
-        assert control.post("/_sandbox/exports", json={"attribution_shape": "weekly"}).status_code == 400
-        config = control.post("/_sandbox/exports", json={"attribution_shape": "evaluation"}).json()["config"]
-        assert config["attribution_shape"] == "evaluation"
-        _, response = attribution(api, "csv", startDate="2025-06-10", endDate="2025-06-11")
-        table = csv_rows(complete(response))
-        assert table[0] == list(EVALUATION_ATTRIBUTION_COLUMNS)
-        starts = {row[table[0].index("evaluation.startDate")] for row in table[1:]}
-        assert starts == {"2025-06-10", "2025-06-11"}
-        jobs = control.get("/_sandbox/exports").json()["exports"]
-        assert [job["attribution_shape"] for job in jobs] == ["evaluation"]
-        assert control.post("/_sandbox/exports", json={"reset": True}).json()["config"][
-            "attribution_shape"
-        ] == ("daily")
