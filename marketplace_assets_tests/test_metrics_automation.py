@@ -49,12 +49,12 @@ class Ticks:
         self.cursor = result.cursor
         return {r.key for r in result.results if r.true_subset.size}
 
-    def materialized(self, key: dg.AssetKey) -> None:
-        """A materialization of the asset's latest partition, recorded without a run."""
+    def materialized(self, key: dg.AssetKey, latest: int = 1) -> None:
+        """Materializations of the asset's `latest` partitions, recorded without a run."""
         partitions = self.defs.resolve_asset_graph().get(key).partitions_def
         assert partitions is not None
-        latest = partitions.get_last_partition_key()
-        self.instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=latest))
+        for partition in partitions.get_partition_keys()[-latest:]:
+            self.instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
 
 
 @pytest.fixture
@@ -91,3 +91,15 @@ def test_a_raw_refresh_alone_does_not_run_the_check(ticks: Ticks) -> None:
     ticks.tick()
     ticks.materialized(TRANSACTIONS)
     assert not ticks.tick() & CHECKS
+
+
+def test_the_check_waits_for_the_metric_requested_on_the_same_tick(ticks: Ticks) -> None:
+    """A refresh of transactions requests MRR (its recent days are all loaded); the check, whose trigger
+    that request sets, is not requested beside it (it would compare the metric before its run), but once
+    the metric's run has written it."""
+    ticks.tick()
+    ticks.materialized(TRANSACTIONS, latest=130)
+    first = ticks.tick()
+    assert MRR in first and MRR_CHECK not in first
+    ticks.materialized(MRR)
+    assert MRR_CHECK in ticks.tick()

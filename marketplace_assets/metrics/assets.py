@@ -190,11 +190,16 @@ def reconcile_after_either_side(metric: Metric, reconciliation: Reconciliation) 
     tables the comparison also reads do not trigger it: their refresh leads to the metric's, which does.
     """
     sides = dg.AssetSelection.assets(metric.key, reconciliation.against)
-    updated_without_it = (
-        dg.AutomationCondition.newly_updated() & ~dg.AutomationCondition.executed_with_root_target()
+    # Dagster's any_deps_updated leaves out an update by a run that also ran this check; it is also true
+    # on a tick that requests the metric, which the last clause but one then holds back until the
+    # metric's run has ended (the trigger stays set until the check is requested or run).
+    handled = (
+        dg.AutomationCondition.newly_requested()
+        | dg.AutomationCondition.newly_updated()
+        | dg.AutomationCondition.initial_evaluation()
     )
     return (
-        dg.AutomationCondition.any_deps_match(updated_without_it).allow(sides).since_last_handled()
+        dg.AutomationCondition.any_deps_updated().allow(sides).since(handled)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
         & ~dg.AutomationCondition.in_progress()
