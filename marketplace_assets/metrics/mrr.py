@@ -198,8 +198,9 @@ app_months AS (
 -- so it needs the sales since the month in which the longest period could have started to cover it
 -- (longest - 1 months before); its opening MRR and movements need one month more (the month before's
 -- MRR). The longest period is that of the line items starting in or before the month (no later one can
--- cover it), so a window's rows equal its months' rows queried one by one.
-history AS (
+-- cover it), so a window's rows equal its months' rows queried one by one. MATERIALIZED: computed once;
+-- PostgreSQL would otherwise inline it and scan sales.transactions again for every row of the result.
+history AS MATERIALIZED (
     SELECT
         min(purchase_details_sale_date) AS first_day,
         {_MONTH_NUMBER.format(d="min(purchase_details_sale_date)")} AS first_month

@@ -150,21 +150,27 @@ dated_items AS (
         purchase_details_maintenance_end_date AS ends
     FROM sales.transactions
 ),
-line_items AS (
-    SELECT
-        addon_key,
-        {_MONTH_NUMBER.format(d="starts")} AS first_month,
-        GREATEST(1, COALESCE({_MONTH_NUMBER.format(d="ends")} - {_MONTH_NUMBER.format(d="starts")}, 1))
-            AS months
-    FROM dated_items
-    WHERE starts < CAST(:end AS DATE)
+-- Counted per app, first month and length first (a few hundred groups), so the range join with the
+-- months compares those groups, not every line item (seconds on PostgreSQL at the sandbox's volume 10).
+periods AS (
+    SELECT addon_key, first_month, months, count(*) AS line_items
+    FROM (
+        SELECT
+            addon_key,
+            {_MONTH_NUMBER.format(d="starts")} AS first_month,
+            GREATEST(1, COALESCE({_MONTH_NUMBER.format(d="ends")} - {_MONTH_NUMBER.format(d="starts")}, 1))
+                AS months
+        FROM dated_items
+        WHERE starts < CAST(:end AS DATE)
+    ) AS line_items
+    GROUP BY addon_key, first_month, months
 ),
 covering AS (
-    SELECT m.month, i.addon_key, count(*) AS line_items
+    SELECT m.month, p.addon_key, sum(p.line_items) AS line_items
     FROM months AS m
-    JOIN line_items AS i
-        ON {_MONTH_NUMBER.format(d="m.month")} BETWEEN i.first_month AND i.first_month + i.months - 1
-    GROUP BY m.month, i.addon_key
+    JOIN periods AS p
+        ON {_MONTH_NUMBER.format(d="m.month")} BETWEEN p.first_month AND p.first_month + p.months - 1
+    GROUP BY m.month, p.addon_key
 ),
 pairs AS (
     SELECT

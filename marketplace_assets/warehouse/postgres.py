@@ -90,6 +90,10 @@ class PostgresWarehouse(PostgresMerge):
             with self._transaction("running a query") as con:
                 # Before the statement: the transaction refuses any write, whatever the SQL says.
                 con.execute("SET TRANSACTION READ ONLY")
+                # The metrics' SQL is long and its estimated cost high (generate_series over dates is
+                # guessed at 1,000 rows), so PostgreSQL compiles it with JIT, which costs more than
+                # it saves: 1.6 s against 0.5 s for the MRR reconciliation (bench/results/metrics.md).
+                con.execute("SET LOCAL jit = off")
                 with con.cursor() as cursor:
                     cursor.execute(statement, values)  # type: ignore[arg-type]  # bound text, not a literal
                     return frame_from_cursor(cursor)
