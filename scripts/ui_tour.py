@@ -169,12 +169,14 @@ def backfill_metrics(dev: DagsterDev, today: dt.date) -> None:
     window = reconciliation_window(today)
     backfill_ranges(dev, window.raw)
     backfill_ranges(dev, window.metrics)
-    refresh_atlassians_mrr(dev, window.months[-1], timeout=180)
+    refresh_atlassians_mrr(dev, window.months[-1], timeout=600)
 
 
 def refresh_atlassians_mrr(dev: DagsterDev, month: dt.date, timeout: float) -> None:
     """Materialize partner_metrics/recurring_revenue for `month` alone, then wait for the automation
-    sensor to reconcile MRR again on its own (the check's Automation history shows the request)."""
+    sensor to reconcile MRR again on its own (the check's Automation history shows the request). The
+    check waits while the sensor's own refresh of the metrics is in progress, a backfill that the backfill
+    daemon marks done on its 30 s loop: minutes, on a busy machine."""
     refresh = dev.launch_run(["partner_metrics", "recurring_revenue"], month.isoformat())
     finished = dev.wait_for_run(refresh)
     print(f"refresh of partner_metrics/recurring_revenue {month}: {finished['status']}")
