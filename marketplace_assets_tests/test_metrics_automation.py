@@ -103,3 +103,14 @@ def test_the_check_waits_for_the_metric_requested_on_the_same_tick(ticks: Ticks)
     assert MRR in first and MRR_CHECK not in first
     ticks.materialized(MRR)
     assert MRR_CHECK in ticks.tick()
+
+
+def test_a_refresh_after_an_execution_between_the_same_two_ticks_is_reconciled(ticks: Ticks) -> None:
+    """The check executed (by a backfill, say), then Atlassian's side refreshed, both before the next
+    tick: the refresh is newer than the execution, so the check runs again."""
+    ticks.tick()
+    ticks.instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(asset_key=MRR, check_name=MRR_CHECK.name, passed=True)
+    )
+    ticks.materialized(RECURRING_REVENUE)
+    assert MRR_CHECK in ticks.tick()

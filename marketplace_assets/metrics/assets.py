@@ -192,12 +192,10 @@ def reconcile_after_either_side(metric: Metric, reconciliation: Reconciliation) 
     sides = dg.AssetSelection.assets(metric.key, reconciliation.against)
     # Dagster's any_deps_updated leaves out an update by a run that also ran this check; it is also true
     # on a tick that requests the metric, which the last clause but one then holds back until the
-    # metric's run has ended (the trigger stays set until the check is requested or run).
-    handled = (
-        dg.AutomationCondition.newly_requested()
-        | dg.AutomationCondition.newly_updated()
-        | dg.AutomationCondition.initial_evaluation()
-    )
+    # metric's run has ended (the trigger stays set until the check is requested). An execution of the
+    # check does not reset it: an execution and a later refresh of Atlassian's side can fall between
+    # the same two ticks, and the refresh would then go unreconciled (seen in the browser tour).
+    handled = dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
     return (
         dg.AutomationCondition.any_deps_updated().allow(sides).since(handled)
         & ~dg.AutomationCondition.any_deps_in_progress()
