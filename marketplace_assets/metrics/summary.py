@@ -49,9 +49,10 @@ def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]
         lines += ["", *_period_table(period, columns, shown, periods, by_period, marked)]
     if marked:
         lines += ["", *(f"**{f.incomplete}**: {f.why}." for f in marked)]
+        named = ", ".join(f"`{f.column}`" for f in marked)
+        which = f"the columns {named} say" if len(marked) > 1 else f"the column {named} says"
         lines.append(
-            "Materialize the raw input's earlier partitions, then these periods again (the columns "
-            f"{', '.join(f'`{f.column}`' for f in marked)} say which rows)."
+            f"Materialize the raw input's earlier partitions, then these periods again ({which} which rows)."
         )
     ranking = next(iter(headline), None)
     latest = periods[-1] if periods else None
