@@ -41,7 +41,7 @@ import polars as pl
 from export_speed import sandbox_server
 
 from marketplace_assets.api.client import MarketplaceClient
-from marketplace_assets.api.export_job import ExportPolicy
+from marketplace_assets.api.export_job_model import ExportPolicy
 from marketplace_assets.api.exports import Lifecycle, count_export_records, run_export
 from marketplace_assets.reports.catalog import REPORTS
 from marketplace_assets.reports.export_files import stage_export

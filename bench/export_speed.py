@@ -51,7 +51,7 @@ OLD_INTERVAL = "5"  # the live default before issue 13
 # Variant A's processes (the CLI, and each step process the multiprocess executor starts) import this at
 # start-up: it restores the polling of before issue 13 without changing the code under test.
 FIXED_POLLING = """
-from marketplace_assets.api.export_job import ExportPolicy
+from marketplace_assets.api.export_job_model import ExportPolicy
 
 
 def _fixed(self: ExportPolicy, since_start: float, *, sensor_tick: bool = False) -> float:

@@ -26,7 +26,8 @@ import dagster as dg
 
 from marketplace_assets.api.client import MarketplaceClient
 from marketplace_assets.api.errors import MarketplaceApiError
-from marketplace_assets.api.export_job import (
+from marketplace_assets.api.export_job import advance
+from marketplace_assets.api.export_job_model import (
     Action,
     Download,
     Driver,
@@ -44,7 +45,6 @@ from marketplace_assets.api.export_job import (
     StatusRead,
     Tick,
     Wait,
-    advance,
 )
 from marketplace_assets.api.exports import count_export_records, export_status, start_export
 from marketplace_assets.api.resource import MarketplaceResource

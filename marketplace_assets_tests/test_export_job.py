@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from marketplace_assets.api.export_job import (
+from marketplace_assets.api.export_job import advance
+from marketplace_assets.api.export_job_model import (
     Action,
     Download,
     Driver,
@@ -33,7 +34,6 @@ from marketplace_assets.api.export_job import (
     StatusRead,
     Tick,
     Wait,
-    advance,
 )
 from marketplace_assets.api.exports import ExportFailedError, Lifecycle, run_export
 from marketplace_assets.reports.catalog import TRANSACTIONS_EXPORT

@@ -11,8 +11,7 @@ and performs the actions it gets back. Two drivers do, and they differ in how th
 - a sensor takes one step per tick and keeps the job in its cursor (`export_sensors.py`); the run it
   requests only downloads the file (`await_download`).
 
-The data it works on (the job, the observations, the actions, the policy) is in `export_job_model.py`
-and importable from here too.
+The data it works on (the job, the observations, the actions, the policy) is in `export_job_model.py`.
 """
 
 from __future__ import annotations
@@ -42,30 +41,6 @@ from marketplace_assets.api.export_job_model import (
     Tick,
     Wait,
 )
-
-# The model's names are re-exported: runs, sensors, tests and the benchmarks import them from here.
-__all__ = [
-    "Action",
-    "Download",
-    "Driver",
-    "ExportHandle",
-    "ExportJob",
-    "ExportPolicy",
-    "ExportStatus",
-    "GiveUp",
-    "Log",
-    "NotReady",
-    "Observation",
-    "Phase",
-    "PollStatus",
-    "StartExport",
-    "Started",
-    "StatusGone",
-    "StatusRead",
-    "Tick",
-    "Wait",
-    "advance",
-]
 
 # -- the transitions -----------------------------------------------------------------------------------
 

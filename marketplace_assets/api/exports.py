@@ -20,7 +20,8 @@ from marketplace_assets.api.errors import MarketplaceApiError, MarketplaceError
 
 # ExportStatus and ExportHandle live with the state machine (which this module drives) and are imported
 # from here as before.
-from marketplace_assets.api.export_job import (
+from marketplace_assets.api.export_job import advance
+from marketplace_assets.api.export_job_model import (
     Download,
     Driver,
     ExportHandle,
@@ -38,7 +39,6 @@ from marketplace_assets.api.export_job import (
     StatusRead,
     Tick,
     Wait,
-    advance,
 )
 from marketplace_assets.constants import DEFAULT_EXPORT_POLL_INTERVAL
 
