@@ -18,23 +18,12 @@ from marketplace_assets.warehouse import (
     TableRef,
     WarehouseIOManager,
 )
+from marketplace_assets_tests.warehouse_backends import versions
 
 T = TableRef(schema="licensing", name="licenses")
 KEYS = ["license_id", "last_updated"]
 D = dt.date
 D1, D2 = D(2024, 1, 1), D(2024, 1, 2)
-
-
-def versions(*rows: tuple[str, dt.date, str]) -> pl.DataFrame:
-    """License versions (license_id, last_updated, edition)."""
-    return pl.DataFrame(
-        {
-            "license_id": [r[0] for r in rows],
-            "last_updated": [r[1] for r in rows],
-            "edition": [r[2] for r in rows],
-        },
-        schema={"license_id": pl.String, "last_updated": pl.Date, "edition": pl.String},
-    )
 
 
 def stored(wh: DuckDBWarehouse) -> list[tuple]:
