@@ -20,6 +20,8 @@ exact until the one rounding to cents at the end:
 
 from __future__ import annotations
 
+from marketplace_assets.metrics.sql import MONTH_NUMBER
+
 # The SQL reads every line item whose maintenance period starts before the window's end, whatever its
 # sale date: a refund or a late invoice sold after the month can cover it (the Marketplace API
 # reference's own transaction sample is a renewal sold on 2025-05-01 for maintenance from 2025-03-21),
@@ -28,15 +30,14 @@ from __future__ import annotations
 # sales/transactions, earlier and later than the month.
 MRR_TRANSACTION_MONTHS_BEFORE: int | None = None
 
-_MONTH_NUMBER = "CAST(EXTRACT(YEAR FROM {d}) * 12 + EXTRACT(MONTH FROM {d}) AS INTEGER)"
 
 MRR_MONTHLY_SQL = f"""
 WITH RECURSIVE
 -- The window's months [start, end) by month number (year * 12 + month), and each one's 1st day.
 window_bounds AS (
     SELECT
-        {_MONTH_NUMBER.format(d="CAST(:start AS DATE)")} AS first_month,
-        {_MONTH_NUMBER.format(d="CAST(:end AS DATE)")} - 1 AS last_month
+        {MONTH_NUMBER.format(d="CAST(:start AS DATE)")} AS first_month,
+        {MONTH_NUMBER.format(d="CAST(:end AS DATE)")} - 1 AS last_month
 ),
 -- The series' bounds are the parameters' expressions, not window_bounds' columns, so that PostgreSQL
 -- knows how many months there are (it guesses 1000 rows otherwise, and the plan's inflated cost then
@@ -47,7 +48,7 @@ window_months AS (
         CAST(CAST(:start AS DATE) + (g.month_number - b.first_month) * INTERVAL '1 month' AS DATE) AS month
     FROM window_bounds AS b
     CROSS JOIN generate_series(
-        {_MONTH_NUMBER.format(d="CAST(:start AS DATE)")}, {_MONTH_NUMBER.format(d="CAST(:end AS DATE)")} - 1
+        {MONTH_NUMBER.format(d="CAST(:start AS DATE)")}, {MONTH_NUMBER.format(d="CAST(:end AS DATE)")} - 1
     ) AS g(month_number)
 ),
 -- Every line item whose maintenance starts before the window ends, refunds included (negative).
@@ -65,7 +66,7 @@ line_items AS (
         purchase_details_hosting AS hosting,
         COALESCE(app_entitlement_number, transaction_line_item_id) AS license,
         CAST(purchase_details_vendor_amount AS DECIMAL(38, 6)) AS vendor_amount,
-        {_MONTH_NUMBER.format(d="starts")} AS first_month,
+        {MONTH_NUMBER.format(d="starts")} AS first_month,
         CAST(GREATEST(1, COALESCE(
             12 * (EXTRACT(YEAR FROM purchase_details_maintenance_end_date) - EXTRACT(YEAR FROM starts))
             + EXTRACT(MONTH FROM purchase_details_maintenance_end_date) - EXTRACT(MONTH FROM starts),
@@ -203,7 +204,7 @@ app_months AS (
 history AS MATERIALIZED (
     SELECT
         min(purchase_details_sale_date) AS first_day,
-        {_MONTH_NUMBER.format(d="min(purchase_details_sale_date)")} AS first_month
+        {MONTH_NUMBER.format(d="min(purchase_details_sale_date)")} AS first_month
     FROM sales.transactions
 ),
 longest_periods AS (

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dagster as dg
 
 from marketplace_assets.metrics.licenses import EVALUATIONS_CTE, paid_cte
+from marketplace_assets.metrics.sql import MONTH_NUMBER
 
 TRANSACTIONS = dg.AssetKey(["sales", "transactions"])
 LICENSES = dg.AssetKey(["licenses", "licenses"])
@@ -122,7 +123,6 @@ LEFT JOIN pairs AS p ON p.month = m.month
 ORDER BY m.month, p.addon_key, p.compared
 """
 
-_MONTH_NUMBER = "CAST(EXTRACT(YEAR FROM {d}) * 12 + EXTRACT(MONTH FROM {d}) AS INTEGER)"
 
 MRR_VS_RECURRING_REVENUE_SQL = f"""
 WITH {_MONTHS},
@@ -157,8 +157,8 @@ periods AS (
     FROM (
         SELECT
             addon_key,
-            {_MONTH_NUMBER.format(d="starts")} AS first_month,
-            GREATEST(1, COALESCE({_MONTH_NUMBER.format(d="ends")} - {_MONTH_NUMBER.format(d="starts")}, 1))
+            {MONTH_NUMBER.format(d="starts")} AS first_month,
+            GREATEST(1, COALESCE({MONTH_NUMBER.format(d="ends")} - {MONTH_NUMBER.format(d="starts")}, 1))
                 AS months
         FROM dated_items
         WHERE starts < CAST(:end AS DATE)
@@ -169,7 +169,7 @@ covering AS (
     SELECT m.month, p.addon_key, sum(p.line_items) AS line_items
     FROM months AS m
     JOIN periods AS p
-        ON {_MONTH_NUMBER.format(d="m.month")} BETWEEN p.first_month AND p.first_month + p.months - 1
+        ON {MONTH_NUMBER.format(d="m.month")} BETWEEN p.first_month AND p.first_month + p.months - 1
     GROUP BY m.month, p.addon_key
 ),
 pairs AS (

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 Backend = Literal["duckdb", "postgres"]
 PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+# A date's month as one integer (year x 12 + month), the same on both backends: `{d}` is the date's SQL.
+MONTH_NUMBER = "CAST(EXTRACT(YEAR FROM {d}) * 12 + EXTRACT(MONTH FROM {d}) AS INTEGER)"
 
 
 def parameters(sql: str) -> set[str]:
