@@ -42,11 +42,11 @@ def summary_markdown(metric: Metric, rows: pl.DataFrame, periods: Sequence[date]
     # Too many columns for one readable table (MRR has 14): amounts, then counts, each by period.
     money = [c for c in headline if c in metric.money]
     tables = [money, [c for c in headline if c not in money]] if len(headline) > WIDEST else [headline]
-    marked: list[Completeness] = []
     for number, columns in enumerate(t for t in tables if t):
         # The completeness column goes with the first table only.
         shown = flags if number == 0 else []
-        lines += ["", *_period_table(period, columns, shown, periods, by_period, marked)]
+        lines += ["", *_period_table(period, columns, shown, periods, by_period)]
+    marked = [f for f in flags if any(by_period.get(day, {}).get(f.column) is False for day in periods)]
     if marked:
         lines += ["", *(f"**{f.incomplete}**: {f.why}." for f in marked)]
         named = ", ".join(f"`{f.column}`" for f in marked)
@@ -67,10 +67,8 @@ def _period_table(
     flags: list[Completeness],
     periods: Sequence[date],
     by_period: dict[date, dict[str, object]],
-    marked: list[Completeness],
 ) -> list[str]:
-    """One row per period: its totals of `columns`, and (with `flags`) whether its rows are complete.
-    The completeness marks shown are added to `marked`, for the notes under the tables."""
+    """One row per period: its totals of `columns`, and (with `flags`) whether its rows are complete."""
     lines = [
         "| " + " | ".join([period, *columns, *(["complete"] if flags else [])]) + " |",
         "|---|" + "---:|" * len(columns) + ("---|" if flags else ""),
@@ -80,7 +78,6 @@ def _period_table(
         cells = [day.isoformat(), *(_number(values.get(c)) for c in columns)]
         if flags:
             incomplete = [f for f in flags if values.get(f.column) is False]
-            marked += [f for f in incomplete if f not in marked]
             cells.append(", ".join(f"**{f.incomplete}**" for f in incomplete) or ("yes" if values else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
